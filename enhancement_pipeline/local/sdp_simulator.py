@@ -1,0 +1,493 @@
+"""A ServiceDesk Plus v3 simulator: the API surface this project uses, over real HTTP, state in memory.
+
+It is a test double for an external SaaS and follows ``shared/reference/servicedesk-plus-api-v3.md`` §9:
+routes under ``/api/v3`` and ``/app/{portal}/api/v3``; ``authtoken`` / ``TECHNICIAN_KEY`` headers or
+``Authorization: Zoho-oauthtoken|Bearer``; ``input_data`` JSON from the query (GET) or an urlencoded form
+(POST/PUT); reduced list rows; ``list_info`` paging (row_count default 10, max 100; start_index 1-based,
+<= 1 taken as 1) with ``has_more_rows`` and optional ``total_count``; ``search_criteria`` with the
+documented conditions and shorthands, ``value``/``values`` and ``logical_operator`` evaluated left to right;
+string ids, epoch-millis datetimes; error envelopes (401/4022, 404/4007, 400/4000, 429/4015).
+
+Switchable faults (``POST /_sim/faults``) make it answer 429 with or without ``Retry-After``, 5xx, an HTML
+page, or HTTP 200 with a failure envelope, for the next N matching calls.
+
+Admin routes under ``/_sim`` (no auth) seed data and read counters; they are not part of SDP.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import zlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from enhancement_pipeline.servicedesk.payloads import html_to_text
+
+_ID_BASE = 123_640_000_000_000_000  # cloud-style 18-digit ids
+
+_STATUSES = {
+    "Open": {"internal_name": "Open", "in_progress": True, "stop_timer": False, "color": "#0066ff"},
+    "On Hold": {"internal_name": "Onhold", "in_progress": True, "stop_timer": True, "color": "#ff9900"},
+    "Resolved": {"internal_name": "Resolved", "in_progress": False, "stop_timer": True, "color": "#00cc00"},
+    "Closed": {"internal_name": "Closed", "in_progress": False, "stop_timer": True, "color": "#666666"},
+    "Cancelled": {"internal_name": "Cancelled", "in_progress": False, "stop_timer": True, "color": "#999999"},
+}
+
+_LIST_ROW_FIELDS = ("id", "display_id", "subject", "requester", "technician", "group", "status", "template",
+                    "created_time", "due_by_time", "is_service_request", "cancellation_requested",
+                    "cancel_flag_comments", "has_notes", "has_draft")
+
+_CONDITIONS = {
+    "is": "is", "=": "is", "eq": "is",
+    "is not": "is not", "!=": "is not", "neq": "is not",
+    "greater than": "gt", "gt": "gt", "greater or equal": "gte", "gte": "gte",
+    "lesser than": "lt", "lt": "lt", "lesser or equal": "lte", "lte": "lte",
+    "between": "between", "not between": "not between",
+    "starts with": "starts with", "ends with": "ends with", "contains": "contains", "not contains": "not contains",
+}
+
+
+def now_millis() -> int:
+    return int(time.time() * 1000)
+
+
+def sdp_datetime(millis: int | None) -> dict[str, str] | None:
+    """``{"display_value", "value"}`` as SDP renders a datetime; None for unset."""
+    if millis is None:
+        return None
+    display = datetime.fromtimestamp(millis / 1000, tz=UTC).strftime("%b %d, %Y %I:%M %p")
+    return {"display_value": display, "value": str(millis)}
+
+
+class SimulatorError(Exception):
+    """Becomes an SDP error envelope with the given HTTP status and SDP status code."""
+
+    def __init__(self, http_status: int, sdp_code: int, message: str, field_name: str | None = None):
+        super().__init__(message)
+        self.http_status, self.sdp_code, self.field_name = http_status, sdp_code, field_name
+
+
+@dataclass
+class Fault:
+    """Answer the next ``times`` calls whose ``"METHOD /path"`` matches ``match`` (a regex) with a failure."""
+
+    match: str
+    status: int = 429
+    sdp_code: int | None = 4015
+    times: int = 1
+    retry_after: float | None = None
+    html: bool = False
+    delay_s: float = 0.0
+
+
+@dataclass
+class SdpState:
+    """Requests, notes and resolutions; every mutation under ``lock``."""
+
+    api_key: str
+    requests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    resolutions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    calls: Counter = field(default_factory=Counter)
+    latency_s: float = 0.0
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    _next: int = 1
+
+    def next_ids(self) -> tuple[str, str]:
+        with self.lock:
+            n = self._next
+            self._next += 1
+        return str(_ID_BASE + n), str(n)
+
+    # -- building records -------------------------------------------------------------------------------
+
+    def add_request(self, *, subject: str, description: str = "", requester: str = "Requester",
+                    requester_email: str | None = None, status: str = "Open", technician: str | None = None,
+                    created_millis: int | None = None, resolved_millis: int | None = None,
+                    resolution_html: str | None = None, category: str | None = None,
+                    priority: str | None = None) -> dict[str, Any]:
+        """Create a request as SDP stores it (new v3 format) and return it."""
+        if status not in _STATUSES:
+            raise SimulatorError(400, 4001, f"status {status!r} does not exist", "status")
+        rid, display_id = self.next_ids()
+        created = created_millis if created_millis is not None else now_millis()
+        updated = max(created, resolved_millis or created)
+        record: dict[str, Any] = {
+            "id": rid, "display_id": display_id, "subject": subject, "description": description,
+            "status": _lookup(status, **_STATUSES[status]),
+            "priority": _lookup(priority) if priority else None,
+            "requester": _user(requester, requester_email), "technician": _user(technician) if technician else None,
+            "group": None, "site": None, "category": _lookup(category) if category else None,
+            "subcategory": None, "item": None, "template": _lookup("Default Request"),
+            "request_type": _lookup("Incident"), "mode": _lookup("E-Mail"),
+            "created_time": sdp_datetime(created), "last_updated_time": sdp_datetime(updated),
+            "resolved_time": sdp_datetime(resolved_millis), "completed_time": None, "due_by_time": None,
+            "resolution": None, "udf_fields": {}, "is_service_request": False, "cancellation_requested": False,
+            "cancel_flag_comments": None, "has_notes": False, "has_draft": False, "attachments": [],
+        }
+        with self.lock:
+            self.requests[rid] = record
+            self.notes[rid] = []
+            if resolution_html is not None:
+                self.resolutions[rid] = {"content": resolution_html, "submitted_on": sdp_datetime(resolved_millis),
+                                         "submitted_by": _user(technician or "Technician"),
+                                         "resolution_attachments": []}
+        return record
+
+    def add_note(self, rid: str, note: dict[str, Any]) -> dict[str, Any]:
+        if not note.get("description"):
+            raise SimulatorError(400, 4012, "description is mandatory", "description")
+        with self.lock:
+            request = self._get(rid)
+            millis = now_millis()
+            stored = {
+                "id": str(_ID_BASE + 500_000_000 + sum(len(v) for v in self.notes.values()) + 1),
+                "description": note["description"],
+                "show_to_requester": bool(note.get("show_to_requester", False)),
+                "notify_technician": bool(note.get("notify_technician", False)),
+                "mark_first_response": bool(note.get("mark_first_response", False)),
+                "add_to_linked_requests": bool(note.get("add_to_linked_requests", False)),
+                "added_by": _user("API Technician"), "added_time": sdp_datetime(millis),
+                "last_updated_by": None, "last_updated_time": None,
+            }
+            self.notes[rid].append(stored)
+            request["has_notes"] = True
+            request["last_updated_time"] = sdp_datetime(millis)
+        return stored
+
+    def update_request(self, rid: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply a ``PUT /requests/{id}`` body: subject, description, status (by name); stamps times."""
+        with self.lock:
+            request = self._get(rid)
+            millis = now_millis()
+            for key in ("subject", "description"):
+                if key in changes:
+                    request[key] = changes[key]
+            status = (changes.get("status") or {}).get("name") if isinstance(changes.get("status"), dict) else None
+            if status:
+                if status not in _STATUSES:
+                    raise SimulatorError(400, 4001, f"status {status!r} does not exist", "status")
+                request["status"] = _lookup(status, **_STATUSES[status])
+                if status in ("Resolved", "Closed") and request["resolved_time"] is None:
+                    request["resolved_time"] = sdp_datetime(millis)
+                if status == "Closed":
+                    request["completed_time"] = sdp_datetime(millis)
+            request["last_updated_time"] = sdp_datetime(millis)
+            return request
+
+    def set_resolution(self, rid: str, content: str) -> dict[str, Any]:
+        with self.lock:
+            request = self._get(rid)
+            millis = now_millis()
+            self.resolutions[rid] = {"content": content, "submitted_on": sdp_datetime(millis),
+                                     "submitted_by": _user("API Technician"), "resolution_attachments": []}
+            request["last_updated_time"] = sdp_datetime(millis)
+            return self.resolutions[rid]
+
+    def _get(self, rid: str) -> dict[str, Any]:
+        request = self.requests.get(rid)
+        if request is None:
+            raise SimulatorError(404, 4007, f"request {rid} not found")
+        return request
+
+    # -- listing ----------------------------------------------------------------------------------------
+
+    def list_requests(self, list_info: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        row_count = _int(list_info.get("row_count", 10), "row_count")
+        row_count = max(1, min(row_count, 100))
+        start_index = max(1, _int(list_info.get("start_index", 1), "start_index"))
+        sort_field = list_info.get("sort_field") or "created_time"
+        descending = str(list_info.get("sort_order", "asc")).lower() == "desc"
+        criteria = list_info.get("search_criteria")
+        if isinstance(criteria, dict):
+            criteria = [criteria]
+        fields = list_info.get("search_fields") or {}
+        with self.lock:
+            rows = [r for r in self.requests.values()
+                    if _matches_all(r, criteria or []) and _matches_fields(r, fields)]
+        rows.sort(key=lambda r: (_sort_key(_field(r, sort_field)), int(r["id"])), reverse=descending)
+        page = rows[start_index - 1:start_index - 1 + row_count]
+        extra = list(list_info.get("fields_required") or [])
+        out = []
+        for r in page:
+            row = {k: r.get(k) for k in _LIST_ROW_FIELDS}
+            row["short_description"] = html_to_text(r.get("description"))[:200]
+            for name in extra:
+                row[name] = r.get(name)
+            out.append(row)
+        info = dict(list_info)
+        info.update({"has_more_rows": start_index - 1 + row_count < len(rows), "start_index": start_index,
+                     "row_count": len(out)})
+        if list_info.get("get_total_count"):
+            info["total_count"] = len(rows)
+        return out, info
+
+
+def _lookup(name: str, **extra: Any) -> dict[str, Any]:
+    return {"id": str(zlib.crc32(name.encode())), "name": name, **extra}
+
+
+def _user(name: str, email: str | None = None) -> dict[str, Any]:
+    return {"id": str(zlib.crc32(name.encode())), "name": name, "email_id": email, "is_technician": False,
+            "is_vip_user": False, "phone": None, "mobile": None, "department": None}
+
+
+def _int(value: Any, name: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise SimulatorError(400, 4021, f"{name} must be a number", name) from None
+
+
+def _field(record: dict[str, Any], path: str) -> Any:
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    if isinstance(value, dict) and "value" in value and "display_value" in value:
+        return value["value"]  # datetimes compare by their epoch millis
+    if isinstance(value, dict) and "name" in value:
+        return value["name"]
+    return value
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (0, 0)
+    try:
+        return (1, float(value))
+    except (TypeError, ValueError):
+        return (2, str(value).lower())
+
+
+def _compare(actual: Any, condition: str, values: list[Any]) -> bool:
+    if condition in ("is", "is not"):
+        hit = any(_equal(actual, v) for v in values)
+        return hit if condition == "is" else not hit
+    if actual is None:
+        return condition in ("not contains", "not between")
+    if condition in ("gt", "gte", "lt", "lte"):
+        a, b = _sort_key(actual), _sort_key(values[0])
+        return {"gt": a > b, "gte": a >= b, "lt": a < b, "lte": a <= b}[condition]
+    if condition in ("between", "not between"):
+        if len(values) != 2:
+            raise SimulatorError(400, 4000, "between needs values [from, to]", "values")
+        inside = _sort_key(values[0]) <= _sort_key(actual) <= _sort_key(values[1])
+        return inside if condition == "between" else not inside
+    text = str(actual).lower()
+    probes = [str(v).lower() for v in values]
+    if condition == "starts with":
+        return any(text.startswith(p) for p in probes)
+    if condition == "ends with":
+        return any(text.endswith(p) for p in probes)
+    hit = any(p in text for p in probes)
+    return hit if condition == "contains" else not hit
+
+
+def _equal(actual: Any, expected: Any) -> bool:
+    if actual is None or expected is None:
+        return actual is expected
+    return str(actual).lower() == str(expected).lower()
+
+
+def _matches_all(record: dict[str, Any], criteria: list[dict[str, Any]]) -> bool:
+    result: bool | None = None
+    for criterion in criteria:
+        if not isinstance(criterion, dict) or "field" not in criterion or "condition" not in criterion:
+            raise SimulatorError(400, 4000, "each search_criteria needs field and condition", "search_criteria")
+        condition = _CONDITIONS.get(str(criterion["condition"]).lower())
+        if condition is None:
+            raise SimulatorError(400, 4000, f"unknown condition {criterion['condition']!r}", "condition")
+        values = criterion.get("values")
+        if values is None:
+            values = [criterion.get("value")]
+        hit = _compare(_field(record, criterion["field"]), condition, list(values))
+        operator = str(criterion.get("logical_operator", "AND")).upper()
+        if result is None:
+            result = hit
+        elif operator == "OR":
+            result = result or hit
+        else:
+            result = result and hit
+    return True if result is None else result
+
+
+def _matches_fields(record: dict[str, Any], fields: dict[str, Any]) -> bool:
+    return all(_equal(_field(record, k), v) for k, v in fields.items())
+
+
+# -- HTTP layer ---------------------------------------------------------------------------------------------
+
+def _envelope_error(exc: SimulatorError) -> JSONResponse:
+    message: dict[str, Any] = {"status_code": exc.sdp_code, "type": "failed", "message": str(exc)}
+    if exc.field_name:
+        message["field"] = exc.field_name
+    return JSONResponse({"response_status": {"status_code": 4000, "status": "failed", "messages": [message]}},
+                        status_code=exc.http_status)
+
+
+def _ok(payload: dict[str, Any], *, as_list: bool = False) -> JSONResponse:
+    status = {"status_code": 2000, "status": "success"}
+    return JSONResponse({**payload, "response_status": [status] if as_list else status})
+
+
+def _parse_input_data(raw: str | None) -> dict[str, Any]:
+    if raw is None or raw == "":
+        return {}
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        raise SimulatorError(400, 4000, "Unable to parse input_data as JSON", "input_data") from None
+    if not isinstance(data, dict):
+        raise SimulatorError(400, 4000, "input_data must be a JSON object", "input_data")
+    return data
+
+
+def create_app(state: SdpState) -> Starlette:
+    """The ASGI app serving ``state``."""
+
+    def authorised(request: Request) -> bool:
+        headers = request.headers
+        key = headers.get("authtoken") or headers.get("technician_key")
+        if key is None:
+            auth = headers.get("authorization", "")
+            match = re.match(r"(?i)(zoho-oauthtoken|bearer)\s+(.+)", auth)
+            key = match.group(2).strip() if match else None
+        return key == state.api_key
+
+    def fault_for(signature: str) -> Fault | None:
+        with state.lock:
+            for fault in state.faults:
+                if fault.times > 0 and re.search(fault.match, signature):
+                    fault.times -= 1
+                    return fault
+            state.faults = [f for f in state.faults if f.times > 0]
+        return None
+
+    async def handle(request: Request) -> Response:
+        path = "/" + request.path_params["path"].strip("/")
+        signature = f"{request.method} /api/v3{path}"
+        with state.lock:
+            state.calls[f"{request.method} {re.sub(r'/[0-9]+', '/{id}', path)}"] += 1
+        if state.latency_s:
+            import asyncio
+            await asyncio.sleep(state.latency_s)
+        fault = fault_for(signature)
+        if fault is not None:
+            if fault.delay_s:
+                import asyncio
+                await asyncio.sleep(fault.delay_s)
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            if fault.html:
+                return HTMLResponse("<html><body><h1>Service Unavailable</h1></body></html>",
+                                    status_code=fault.status, headers=headers)
+            code = fault.sdp_code or 4000
+            body = {"response_status": {"status_code": 4000, "status": "failed",
+                                        "messages": [{"status_code": code, "type": "failed",
+                                                      "message": "simulated fault"}]}}
+            return JSONResponse(body, status_code=fault.status, headers=headers)
+        if not authorised(request):
+            return _envelope_error(SimulatorError(401, 4022, "Invalid API key"))
+        try:
+            if request.method == "GET":
+                data = _parse_input_data(request.query_params.get("input_data"))
+            else:
+                form = parse_qs((await request.body()).decode("utf-8", "replace"))
+                data = _parse_input_data((form.get("input_data") or [None])[0])
+            return route(request.method, path, data)
+        except SimulatorError as exc:
+            return _envelope_error(exc)
+
+    def route(method: str, path: str, data: dict[str, Any]) -> Response:
+        parts = path.strip("/").split("/")
+        if parts[0] != "requests":
+            raise SimulatorError(404, 4007, f"no such URL {path}")
+        if len(parts) == 1:
+            if method == "GET":
+                rows, info = state.list_requests(data.get("list_info") or {})
+                return _ok({"requests": rows, "list_info": info}, as_list=True)
+            if method == "POST":
+                body = data.get("request")
+                if not isinstance(body, dict) or not body.get("subject"):
+                    raise SimulatorError(400, 4012, "subject is mandatory", "subject")
+                requester = body.get("requester") or {}
+                status = (body.get("status") or {}).get("name", "Open")
+                record = state.add_request(subject=str(body["subject"]), description=str(body.get("description", "")),
+                                           requester=requester.get("name") or "Requester",
+                                           requester_email=requester.get("email_id"), status=status,
+                                           category=(body.get("category") or {}).get("name"),
+                                           priority=(body.get("priority") or {}).get("name"))
+                return _ok({"request": record})
+        rid = parts[1]
+        if len(parts) == 2:
+            if method == "GET":
+                with state.lock:
+                    return _ok({"request": dict(state._get(rid))})
+            if method == "PUT":
+                return _ok({"request": state.update_request(rid, data.get("request") or {})})
+        elif parts[2] == "notes":
+            if len(parts) == 3 and method == "GET":
+                list_info = data.get("list_info") or {}
+                start = max(1, _int(list_info.get("start_index", 1), "start_index"))
+                count = max(1, min(_int(list_info.get("row_count", 10), "row_count"), 100))
+                with state.lock:
+                    notes = list(state.notes.get(rid) if rid in state.requests else state._get(rid))
+                page = notes[start - 1:start - 1 + count]
+                info = {"has_more_rows": start - 1 + count < len(notes), "start_index": start, "row_count": len(page)}
+                return _ok({"notes": page, "list_info": info}, as_list=True)
+            if len(parts) == 3 and method == "POST":
+                note = data.get("note") or data.get("request_note")
+                if not isinstance(note, dict):
+                    raise SimulatorError(400, 4012, "note is mandatory", "note")
+                return _ok({"note": state.add_note(rid, note)})
+        elif parts[2] == "resolutions" and len(parts) == 3:
+            if method == "GET":
+                with state.lock:
+                    state._get(rid)
+                    stored = state.resolutions.get(rid)
+                empty = {"content": None, "submitted_on": None, "submitted_by": None, "resolution_attachments": []}
+                return _ok({"resolution": stored or empty})
+            if method == "POST":
+                content = (data.get("resolution") or {}).get("content")
+                if not content:
+                    raise SimulatorError(400, 4012, "content is mandatory", "content")
+                return _ok({"resolution": state.set_resolution(rid, content)})
+        raise SimulatorError(404, 4007, f"no such URL {path}")
+
+    async def add_fault(request: Request) -> Response:
+        body = await request.json()
+        with state.lock:
+            state.faults.append(Fault(**body))
+        return JSONResponse({"ok": True})
+
+    async def clear_faults(request: Request) -> Response:
+        with state.lock:
+            state.faults.clear()
+        return JSONResponse({"ok": True})
+
+    async def stats(request: Request) -> Response:
+        with state.lock:
+            return JSONResponse({"calls": dict(state.calls), "requests": len(state.requests),
+                                 "notes": sum(len(v) for v in state.notes.values())})
+
+    methods = ["GET", "POST", "PUT", "DELETE"]
+    return Starlette(routes=[
+        Route("/_sim/faults", add_fault, methods=["POST"]),
+        Route("/_sim/faults", clear_faults, methods=["DELETE"]),
+        Route("/_sim/stats", stats, methods=["GET"]),
+        Route("/api/v3/{path:path}", handle, methods=methods),
+        Route("/app/{portal}/api/v3/{path:path}", handle, methods=methods),
+    ])

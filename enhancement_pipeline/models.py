@@ -1,0 +1,115 @@
+"""Pydantic models that cross domains.
+
+They are the shapes passed between the Dagster ops of ``enhance_ticket`` (pickled by the IO manager) and
+between pure domain functions; all validation of outside data happens when these are built.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Ticket(BaseModel):
+    """A ServiceDesk Plus request as the pipeline sees it (from ``GET /api/v3/requests/{id}``).
+
+    ``description`` is plain text (SDP sends HTML; see ``servicedesk.payloads.html_to_text``).
+    Times are timezone-aware UTC datetimes converted from SDP's epoch-millisecond strings.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant_id: str
+    ticket_id: str = Field(description="SDP request id (a string: cloud ids are 18 digits).")
+    display_id: str | None = None
+    subject: str
+    description: str = ""
+    status: str | None = None
+    requester: str | None = None
+    technician: str | None = None
+    created_at: datetime | None = None
+    resolved_at: datetime | None = None
+    resolution: str | None = None
+
+    @property
+    def text(self) -> str:
+        """Subject and description, the text every context lookup searches."""
+        return f"{self.subject}\n{self.description}".strip()
+
+
+class SimilarTicket(BaseModel):
+    """A resolved ticket from ``ticket_history`` ranked against the new ticket (score: higher is closer)."""
+
+    ticket_id: str
+    subject: str
+    resolution: str
+    resolved_at: datetime | None = None
+    score: float
+
+
+class KbArticle(BaseModel):
+    """A knowledge-base article returned by the KB search API."""
+
+    article_id: str
+    title: str
+    url: str | None = None
+    summary: str = ""
+    score: float = 0.0
+
+
+class SystemInfo(BaseModel):
+    """What ``system_inventory`` knows about one IP address found in the ticket.
+
+    ``matched`` is the inventory row's address or network (a host IP can match its subnet's record).
+    """
+
+    ip_address: str
+    matched: str
+    hostname: str | None = None
+    role: str | None = None
+    client: str | None = None
+    location: str | None = None
+
+
+T = TypeVar("T")
+
+
+class ContextSection(BaseModel, Generic[T]):
+    """The result of one context op: its items, or the error that made it degrade to nothing."""
+
+    items: list[T] = Field(default_factory=list)
+    error: str | None = None
+    elapsed_ms: float = 0.0
+
+
+class SimilarTicketsContext(ContextSection[SimilarTicket]):
+    """Output of the ``similar_tickets`` op."""
+
+
+class KnowledgeContext(ContextSection[KbArticle]):
+    """Output of the ``knowledge_articles`` op."""
+
+
+class InventoryContext(ContextSection[SystemInfo]):
+    """Output of the ``inventory_lookup`` op; ``unknown_ips`` were found in the ticket but not in inventory."""
+
+    ips_found: list[str] = Field(default_factory=list)
+    unknown_ips: list[str] = Field(default_factory=list)
+
+
+class Note(BaseModel):
+    """The enhancement note for one ticket, in Markdown (as composed) and sanitized HTML (as posted)."""
+
+    tenant_id: str
+    ticket_id: str
+    markdown: str
+    html: str
+    mode: Literal["llm", "deterministic"]
+    model: str | None = None
+    prompt_version: str
+    fallback_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    word_count: int = 0

@@ -1,0 +1,267 @@
+"""HTTP client for the ServiceDesk Plus v3 REST API (on-prem and cloud), built on httpx.
+
+It follows ``shared/reference/servicedesk-plus-api-v3.md``: the ``authtoken`` header (or
+``Authorization: Zoho-oauthtoken`` on cloud), the vnd Accept header, ``input_data`` JSON in the query
+string for GET and in an urlencoded form for POST/PUT, ``list_info`` paging until ``has_more_rows`` is
+false, and error envelopes checked on every response, HTTP 200 included.
+
+Retries (tenacity): reads are retried on 429/4015, 5xx, non-JSON bodies and transport errors with
+exponential backoff that honours ``Retry-After``. Writes are retried only when the server cannot have
+acted on them (429, or a connection that never opened), so a note is never posted twice by a retry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+ACCEPT = "application/vnd.manageengine.sdp.v3+json"
+MAX_ROW_COUNT = 100
+
+
+class SdpError(Exception):
+    """An SDP call failed. ``http_status`` is the HTTP code, ``sdp_code`` the most specific body code."""
+
+    def __init__(self, message: str, *, http_status: int | None = None, sdp_code: int | None = None,
+                 messages: list[dict] | None = None):
+        super().__init__(message)
+        self.http_status = http_status
+        self.sdp_code = sdp_code
+        self.messages = messages or []
+
+
+class SdpAuthError(SdpError):
+    """401 / 4022 (invalid key or token) or 403 / 4002 (not allowed). Not retried."""
+
+
+class SdpNotFound(SdpError):
+    """404 / 4007: no such request or URL."""
+
+
+class SdpRateLimited(SdpError):
+    """429 / 4015. ``retry_after_s`` is the server's Retry-After, when it sent one."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, **kw: Any):
+        super().__init__(message, **kw)
+        self.retry_after_s = retry_after_s
+
+
+class SdpServerError(SdpError):
+    """5xx, an HTML/non-JSON body (proxy or login page), or a transport failure. Retried for reads."""
+
+
+class SdpRequestError(SdpError):
+    """Any other 4xxx failure (bad input, mandatory field missing, ...). Not retried."""
+
+
+def _retryable_read(exc: BaseException) -> bool:
+    return isinstance(exc, SdpRateLimited | SdpServerError)
+
+
+def _retryable_write(exc: BaseException) -> bool:
+    # A write whose connection never opened, or that was refused by the rate limiter, did not happen.
+    return isinstance(exc, SdpRateLimited) or isinstance(exc.__cause__, httpx.ConnectError)
+
+
+def _status_of(body: dict[str, Any]) -> tuple[int | None, str | None, list[dict]]:
+    status = body.get("response_status")
+    if isinstance(status, list):  # list responses carry an array
+        status = status[0] if status else None
+    if not isinstance(status, dict):
+        return None, None, []
+    messages = [m for m in status.get("messages") or [] if isinstance(m, dict)]
+    code = status.get("status_code")
+    return (int(code) if code is not None else None), status.get("status"), messages
+
+
+def check_response(response: httpx.Response) -> dict[str, Any]:
+    """The JSON body of an SDP response, or the matching ``SdpError`` subclass.
+
+    Checks the HTTP status and the body's ``response_status`` (an object or an array), because SDP and the
+    proxies in front of it also report failures on HTTP 200.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        snippet = response.text[:200].replace("\n", " ")
+        if response.status_code == 429:
+            raise SdpRateLimited(f"HTTP 429: {snippet}", http_status=429, sdp_code=4015,
+                                 retry_after_s=_retry_after(response))
+        if response.status_code in (401, 403):
+            raise SdpAuthError(f"HTTP {response.status_code}: {snippet}", http_status=response.status_code)
+        raise SdpServerError(f"non-JSON response (HTTP {response.status_code}): {snippet}",
+                             http_status=response.status_code)
+
+    code, status, messages = _status_of(body)
+    detail_code = next((int(m["status_code"]) for m in messages if m.get("status_code") not in (None, 2000)),
+                       None)
+    failed = response.status_code >= 400 or status == "failed" or (code is not None and code >= 4000)
+    if not failed:
+        return body
+    sdp_code = detail_code or code
+    text = "; ".join(str(m.get("message") or m.get("field") or m.get("fields") or m.get("status_code"))
+                     for m in messages) or (status or "failed")
+    message = f"HTTP {response.status_code}, SDP {sdp_code}: {text}"
+    kw = {"http_status": response.status_code, "sdp_code": sdp_code, "messages": messages}
+    if response.status_code == 429 or sdp_code == 4015:
+        raise SdpRateLimited(message, retry_after_s=_retry_after(response), **kw)
+    if response.status_code in (401, 403) or sdp_code in (4022, 4002):
+        raise SdpAuthError(message, **kw)
+    if response.status_code == 404 or sdp_code == 4007:
+        raise SdpNotFound(message, **kw)
+    if response.status_code >= 500 or sdp_code == 4004:
+        raise SdpServerError(message, **kw)
+    raise SdpRequestError(message, **kw)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP-date: fall back to our own backoff
+
+
+class ServiceDeskClient:
+    """A small, typed surface over SDP v3 requests, notes and resolutions.
+
+    ``base_url``: on-prem ``https://host:8080``; cloud ``https://sdpondemand.manageengine.com/app/<portal>``.
+    ``auth_scheme``: ``"authtoken"`` sends the key as the ``authtoken`` header; ``"zoho-oauthtoken"`` sends
+    ``Authorization: Zoho-oauthtoken <token>``. ``transport`` is the seam for tests and custom retries.
+    Timeouts in seconds. Raises ``SdpError`` subclasses (see ``check_response``).
+    """
+
+    def __init__(self, base_url: str, api_key: str, *, auth_scheme: str = "authtoken", timeout_s: float = 15.0,
+                 max_attempts: int = 4, backoff_base_s: float = 1.0, backoff_max_s: float = 30.0,
+                 transport: httpx.BaseTransport | None = None):
+        if auth_scheme == "authtoken":
+            auth = {"authtoken": api_key}
+        elif auth_scheme == "zoho-oauthtoken":
+            auth = {"Authorization": f"Zoho-oauthtoken {api_key}"}
+        else:
+            raise ValueError(f"unknown auth_scheme {auth_scheme!r} (authtoken or zoho-oauthtoken)")
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/") + "/api/v3", headers={"Accept": ACCEPT, **auth},
+            timeout=timeout_s, transport=transport,
+        )
+        self.max_attempts = max_attempts
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ServiceDeskClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, SdpRateLimited) and exc.retry_after_s is not None:
+            return min(exc.retry_after_s, self.backoff_max_s)
+        return min(self.backoff_base_s * 2 ** (state.attempt_number - 1), self.backoff_max_s)
+
+    def _call(self, method: str, path: str, input_data: dict | None, retry_if: Callable[[BaseException], bool]
+              ) -> dict[str, Any]:
+        encoded = json.dumps(input_data) if input_data is not None else None
+
+        def once() -> dict[str, Any]:
+            try:
+                if method == "GET":
+                    params = {"input_data": encoded} if encoded is not None else None
+                    response = self._http.get(path, params=params)
+                else:
+                    data = {"input_data": encoded} if encoded is not None else None
+                    response = self._http.request(method, path, data=data)
+            except httpx.TransportError as exc:
+                raise SdpServerError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            return check_response(response)
+
+        retrying = Retrying(stop=stop_after_attempt(self.max_attempts), wait=self._wait,
+                            retry=retry_if_exception(retry_if), reraise=True)
+        return retrying(once)
+
+    def _get(self, path: str, input_data: dict | None = None) -> dict[str, Any]:
+        return self._call("GET", path, input_data, _retryable_read)
+
+    def _write(self, method: str, path: str, input_data: dict) -> dict[str, Any]:
+        return self._call(method, path, input_data, _retryable_write)
+
+    # -- requests ---------------------------------------------------------------------------------------
+
+    def list_requests_page(self, list_info: dict[str, Any]) -> tuple[list[dict], dict[str, Any]]:
+        """One page of ``GET /requests``: (reduced rows, the response's ``list_info``)."""
+        body = self._get("/requests", {"list_info": list_info})
+        return list(body.get("requests") or []), dict(body.get("list_info") or {})
+
+    def iter_requests(self, *, search_criteria: list[dict] | dict | None = None, sort_field: str = "created_time",
+                      sort_order: str = "asc", row_count: int = MAX_ROW_COUNT,
+                      fields_required: list[str] | None = None, max_rows: int | None = None) -> Iterator[dict]:
+        """Every matching request (reduced list rows), page by page until ``has_more_rows`` is false.
+
+        Pages advance ``start_index`` by the rows actually returned. ``max_rows`` stops early.
+        """
+        row_count = max(1, min(row_count, MAX_ROW_COUNT))
+        start_index, yielded = 1, 0
+        while True:
+            list_info: dict[str, Any] = {"row_count": row_count, "start_index": start_index,
+                                         "sort_field": sort_field, "sort_order": sort_order}
+            if search_criteria:
+                list_info["search_criteria"] = search_criteria
+            if fields_required:
+                list_info["fields_required"] = fields_required
+            rows, info = self.list_requests_page(list_info)
+            for row in rows:
+                yield row
+                yielded += 1
+                if max_rows is not None and yielded >= max_rows:
+                    return
+            if not info.get("has_more_rows") or not rows:
+                return
+            start_index += len(rows)
+
+    def get_request(self, request_id: str) -> dict[str, Any]:
+        """The full request record (``GET /requests/{id}``). Raises ``SdpNotFound`` for an unknown id."""
+        return self._get(f"/requests/{request_id}")["request"]
+
+    def get_resolution(self, request_id: str) -> dict[str, Any]:
+        """``GET /requests/{id}/resolutions``: the whole body (``{"resolution": {"content": ...}}``)."""
+        return self._get(f"/requests/{request_id}/resolutions")
+
+    def create_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``POST /requests`` with ``{"request": request}``; returns the created request."""
+        return self._write("POST", "/requests", {"request": request})["request"]
+
+    # -- notes ------------------------------------------------------------------------------------------
+
+    def list_notes(self, request_id: str) -> list[dict[str, Any]]:
+        """All notes of a request (``GET /requests/{id}/notes``, paged)."""
+        notes: list[dict[str, Any]] = []
+        start_index = 1
+        while True:
+            body = self._get(f"/requests/{request_id}/notes",
+                             {"list_info": {"row_count": MAX_ROW_COUNT, "start_index": start_index}})
+            page = list(body.get("notes") or [])
+            notes.extend(page)
+            if not (body.get("list_info") or {}).get("has_more_rows") or not page:
+                return notes
+            start_index += len(page)
+
+    def add_note(self, request_id: str, html: str, *, show_to_requester: bool = False,
+                 notify_technician: bool = False) -> dict[str, Any]:
+        """``POST /requests/{id}/notes``: a note with HTML ``description``; returns the created note."""
+        note = {"description": html, "show_to_requester": show_to_requester,
+                "notify_technician": notify_technician, "mark_first_response": False,
+                "add_to_linked_requests": False}
+        body = self._write("POST", f"/requests/{request_id}/notes", {"note": note})
+        return body.get("note") or body.get("request_note") or {}

@@ -1,0 +1,61 @@
+"""Configuration read from the environment.
+
+Every value has a local default that points at the project's own services (``make demo``); production
+sets the environment variables below. Secrets are never held here: only the *names* of the environment
+variables that carry them (``SDP_API_KEY_ENV``, ``LLM_API_KEY_ENV``), read at the moment of use, so no
+secret ends up in Dagster run config, resource config shown in the UI, or logs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SQL_DIR = PROJECT_ROOT / "sql"
+PACKAGED_DATA_DIR = Path(__file__).resolve().parent / "local" / "data"
+
+
+class Settings(BaseSettings):
+    """Environment-driven settings (env var = upper-case field name)."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    tenant_id: str = Field("default", description="Tenant (MSP customer) this deployment serves.")
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/enhancement",
+        description="libpq URL of the app database (ticket_history, system_inventory, note ledger).",
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for the knowledge-base cache.")
+
+    sdp_base_url: str = Field(
+        "http://127.0.0.1:8080",
+        description="SDP root: on-prem 'https://host:8080', cloud 'https://sdpondemand.manageengine.com/app/<portal>'.",
+    )
+    sdp_api_key_env: str = Field("SDP_API_KEY", description="Name of the env var holding the SDP authtoken.")
+    sdp_auth_scheme: str = Field("authtoken", description="'authtoken' (on-prem) or 'zoho-oauthtoken' (cloud).")
+
+    kb_base_url: str = Field("http://127.0.0.1:8081", description="Knowledge-base search API root.")
+
+    llm_base_url: str = Field("https://openrouter.ai/api/v1", description="Any OpenAI-compatible endpoint.")
+    llm_api_key_env: str = Field("LLM_API_KEY", description="Name of the env var holding the LLM key.")
+    llm_model: str = Field("openai/gpt-4o-mini")
+
+    history_start_date: str = Field("2024-01-01", description="First monthly partition of ticket_history.")
+    inventory_path: Path = Field(
+        PACKAGED_DATA_DIR / "system_inventory.csv",
+        description="The data team's inventory file (CSV) loaded into system_inventory.",
+    )
+    new_ticket_sensor_interval_s: int = Field(2, ge=1, description="Polling interval of new_ticket_sensor.")
+    new_ticket_lookback_minutes: int = Field(
+        15, ge=0, description="On its first tick the sensor also enhances tickets created this long ago."
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
