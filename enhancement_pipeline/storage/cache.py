@@ -1,7 +1,5 @@
 """Redis as a cache resource. A Redis outage costs cache hits, never a run: every call degrades to a miss."""
 
-from __future__ import annotations
-
 import logging
 
 import dagster as dg

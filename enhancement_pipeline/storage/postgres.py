@@ -1,7 +1,5 @@
 """The app database as a Dagster resource: a psycopg 3 connection pool per process."""
 
-from __future__ import annotations
-
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager

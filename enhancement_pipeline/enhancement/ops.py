@@ -1,0 +1,137 @@
+"""The ops of ``enhance_ticket``: thin wiring around the domain functions and the resources.
+
+Each context op degrades: whatever goes wrong inside it becomes an empty section with the error recorded
+(in the section, the logs and the op's metadata), never a failed run.
+"""
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import dagster as dg
+
+from enhancement_pipeline.enhancement.llm import LlmResource
+from enhancement_pipeline.enhancement.posting import post_note_once
+from enhancement_pipeline.enhancement.synthesis import synthesize
+from enhancement_pipeline.history.search import find_similar
+from enhancement_pipeline.inventory.ip_addresses import extract_ips
+from enhancement_pipeline.inventory.lookup import lookup_systems
+from enhancement_pipeline.knowledge.client import KnowledgeBaseResource
+from enhancement_pipeline.models import (
+    ContextSection,
+    InventoryContext,
+    KnowledgeContext,
+    Note,
+    SimilarTicketsContext,
+    Ticket,
+)
+from enhancement_pipeline.servicedesk.payloads import parse_request, resolution_text, to_ticket
+from enhancement_pipeline.servicedesk.resource import ServiceDeskResource
+from enhancement_pipeline.storage.postgres import PostgresResource
+
+S = TypeVar("S", bound=ContextSection)
+
+
+class TicketConfig(dg.Config):
+    """Which ticket this run enhances (set by ``new_ticket_sensor``, or by hand in the Launchpad)."""
+
+    tenant_id: str
+    ticket_id: str
+
+
+@dg.op(description="Fetch the full request from ServiceDesk Plus (GET /api/v3/requests/{id}).")
+def load_ticket(context: dg.OpExecutionContext, config: TicketConfig, sdp: ServiceDeskResource) -> Ticket:
+    started = time.perf_counter()
+    with sdp.client() as client:
+        request = parse_request(client.get_request(config.ticket_id))
+        resolution = resolution_text(client.get_resolution(config.ticket_id)) if request.resolved_time else None
+    ticket = to_ticket(config.tenant_id, request, resolution)
+    context.add_output_metadata({
+        "tenant_id": ticket.tenant_id, "ticket_id": ticket.ticket_id, "display_id": ticket.display_id or "",
+        "subject": ticket.subject, "status": ticket.status or "", "description_chars": len(ticket.description),
+        "ms": round((time.perf_counter() - started) * 1000, 1),
+    })
+    return ticket
+
+
+def _degrade(context: dg.OpExecutionContext, empty: Callable[..., S], work: Callable[[], S]) -> S:
+    """Run ``work``; on any exception return ``empty(error=...)``. Records count, error and ms as metadata."""
+    started = time.perf_counter()
+    try:
+        section = work()
+    except Exception as exc:  # a context lookup must never fail the run
+        context.log.warning(f"{context.op.name} degraded to an empty section: {type(exc).__name__}: {exc}")
+        section = empty(error=f"{type(exc).__name__}: {exc}"[:300])
+    section.elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+    context.add_output_metadata({"count": len(section.items), "error": section.error or "",
+                                 "ms": section.elapsed_ms})
+    return section
+
+
+@dg.op(description="Resolved tickets like this one, from ticket_history (Postgres full-text search).")
+def similar_tickets(context: dg.OpExecutionContext, ticket: Ticket, postgres: PostgresResource
+                    ) -> SimilarTicketsContext:
+    def work() -> SimilarTicketsContext:
+        with postgres.connection() as conn:
+            items = find_similar(conn, ticket.tenant_id, ticket.text)
+        context.add_output_metadata({"ticket_ids": ", ".join(t.ticket_id for t in items),
+                                     "scores": ", ".join(f"{t.score:.3f}" for t in items)})
+        return SimilarTicketsContext(items=items)
+
+    return _degrade(context, SimilarTicketsContext, work)
+
+
+@dg.op(description="Knowledge-base articles for this ticket (KB search API, cached in Redis for an hour).")
+def knowledge_articles(context: dg.OpExecutionContext, ticket: Ticket, kb: KnowledgeBaseResource
+                       ) -> KnowledgeContext:
+    def work() -> KnowledgeContext:
+        items, cached = kb.search(ticket.tenant_id, ticket.text)
+        context.add_output_metadata({"article_ids": ", ".join(a.article_id for a in items), "cache_hit": cached})
+        return KnowledgeContext(items=items)
+
+    return _degrade(context, KnowledgeContext, work)
+
+
+@dg.op(description="What system_inventory knows about every IP address in the ticket.")
+def inventory_lookup(context: dg.OpExecutionContext, ticket: Ticket, postgres: PostgresResource
+                     ) -> InventoryContext:
+    ips = extract_ips(ticket.text)
+
+    def work() -> InventoryContext:
+        if not ips:
+            return InventoryContext(ips_found=[])
+        with postgres.connection() as conn:
+            items = lookup_systems(conn, ticket.tenant_id, ips)
+        known = {s.ip_address for s in items}
+        unknown = [ip for ip in ips if ip not in known]
+        context.add_output_metadata({"ips": ", ".join(ips), "unknown_ips": ", ".join(unknown)})
+        return InventoryContext(items=items, ips_found=ips, unknown_ips=unknown)
+
+    return _degrade(context, lambda error: InventoryContext(ips_found=ips, error=error), work)
+
+
+@dg.op(description="Write the note: the LLM (OpenAI-compatible) when configured, else deterministically.")
+def synthesize_note(context: dg.OpExecutionContext, ticket: Ticket, similar: SimilarTicketsContext,
+                    knowledge: KnowledgeContext, inventory: InventoryContext, llm: LlmResource) -> Note:
+    started = time.perf_counter()
+    note = synthesize(ticket, similar, knowledge, inventory, llm.complete if llm.configured else None)
+    context.add_output_metadata({
+        "mode": note.mode, "model": note.model or "", "prompt_version": note.prompt_version,
+        "fallback_reason": note.fallback_reason or "", "words": note.word_count,
+        "prompt_tokens": note.prompt_tokens, "completion_tokens": note.completion_tokens,
+        "ms": round((time.perf_counter() - started) * 1000, 1),
+        "note": dg.MetadataValue.md(note.markdown),
+    })
+    return note
+
+
+@dg.op(description="Post the note on the ticket as a private note, at most once per ticket.")
+def post_note(context: dg.OpExecutionContext, note: Note, sdp: ServiceDeskResource,
+              postgres: PostgresResource) -> None:
+    started = time.perf_counter()
+    with sdp.client() as client:
+        result = post_note_once(postgres.connection, client, note, context.run_id)
+    context.log.info(f"note {result.status} on ticket {note.ticket_id}: note id {result.note_id}")
+    context.add_output_metadata({"status": result.status, "note_id": result.note_id, "attempts": result.attempts,
+                                 "ticket_url": dg.MetadataValue.url(sdp.request_url(note.ticket_id)),
+                                 "ms": round((time.perf_counter() - started) * 1000, 1)})

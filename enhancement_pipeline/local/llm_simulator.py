@@ -1,0 +1,124 @@
+"""An OpenAI-compatible chat-completions server that stands in for the LLM in the demo and the tests.
+
+``POST /v1/chat/completions`` answers in the OpenAI wire format (choices, usage) so the real openai SDK
+drives it. It writes a note the way an obedient model would: it reads the JSON inside ``<context>`` of the
+last user message and cites what is there. Every request body is recorded (``GET /_sim/requests``) so
+tests can assert what reached the "model provider"; ``POST /_sim/faults`` makes the next calls fail.
+
+It is a test double, not a model: its text is a template, written independently of the pipeline's own
+deterministic note so that a bug in one does not hide in the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+_CONTEXT = re.compile(r"<context>\s*(\{.*\})\s*</context>", re.S)
+
+
+@dataclass
+class LlmSimState:
+    """Recorded requests and pending faults (each fault: HTTP status, or a delay in seconds)."""
+
+    api_key: str = "sim-key"
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def compose(context: dict[str, Any]) -> str:
+    """The simulated model's note for a context payload (see ``enhancement.prompts.context_payload``)."""
+    out = ["### Similar resolved tickets"]
+    tickets = context.get("similar_tickets") or []
+    for t in tickets[:3]:
+        fix = re.split(r"(?<=[.!?])\s", (t.get("resolution") or "").strip(), maxsplit=1)[0]
+        out.append(f"- [#{t['ticket_id']}] {t['subject']}: resolved by: {fix}")
+    if not tickets:
+        out.append("No similar resolved ticket was found.")
+    out += ["", "### Knowledge base articles"]
+    articles = context.get("knowledge_articles") or []
+    for a in articles[:3]:
+        link = f"[{a['title']}]({a['url']})" if a.get("url") else a["title"]
+        out.append(f"- [KB:{a['article_id']}] {link}")
+    if not articles:
+        out.append("No knowledge-base article applies.")
+    out += ["", "### Systems involved"]
+    for s in context.get("systems") or []:
+        out.append(f"- {s['ip_address']} is {s.get('hostname') or 'a known address'} "
+                   f"({s.get('role') or 'role unknown'}, {s.get('client') or 'client unknown'}).")
+    for ip in context.get("unknown_ips") or []:
+        out.append(f"- {ip} is not in the inventory.")
+    if not context.get("systems") and not context.get("unknown_ips"):
+        out.append("The ticket names no IP address.")
+    out += ["", "### Recommended next steps"]
+    steps = []
+    if tickets:
+        steps.append(f"Apply the fix from [#{tickets[0]['ticket_id']}] if the symptoms match.")
+    if articles:
+        steps.append(f"Follow [KB:{articles[0]['article_id']}] to confirm the cause.")
+    if context.get("systems"):
+        steps.append(f"Check {context['systems'][0].get('hostname') or context['systems'][0]['ip_address']} first.")
+    steps.append("Record what worked in the resolution so the next ticket benefits.")
+    out += [f"{i}. {s}" for i, s in enumerate(steps, start=1)]
+    return "\n".join(out)
+
+
+def create_app(state: LlmSimState) -> Starlette:
+    """The ASGI app serving ``state``."""
+
+    async def completions(request: Request) -> Response:
+        body = await request.json()
+        with state.lock:
+            state.requests.append(body)
+            fault = state.faults.pop(0) if state.faults else None
+        if request.headers.get("authorization") != f"Bearer {state.api_key}":
+            return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
+                                           "code": "invalid_api_key"}}, status_code=401)
+        if fault:
+            if fault.get("delay_s"):
+                await asyncio.sleep(float(fault["delay_s"]))
+            if fault.get("status"):
+                return JSONResponse({"error": {"message": "simulated fault", "type": "server_error"}},
+                                    status_code=int(fault["status"]))
+        messages = body.get("messages") or []
+        user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
+        match = _CONTEXT.search(user)
+        try:
+            text = compose(json.loads(match.group(1))) if match else "I need the ticket context to write a note."
+        except (json.JSONDecodeError, KeyError, TypeError):
+            text = "The context could not be read."
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages) * 4 // 3
+        completion_tokens = len(text.split()) * 4 // 3
+        return JSONResponse({
+            "id": f"chatcmpl-sim-{len(state.requests)}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", "simulated"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        })
+
+    async def recorded(request: Request) -> Response:
+        with state.lock:
+            return JSONResponse({"requests": list(state.requests)})
+
+    async def add_fault(request: Request) -> Response:
+        with state.lock:
+            state.faults.append(await request.json())
+        return JSONResponse({"ok": True})
+
+    return Starlette(routes=[
+        Route("/v1/chat/completions", completions, methods=["POST"]),
+        Route("/_sim/requests", recorded, methods=["GET"]),
+        Route("/_sim/faults", add_fault, methods=["POST"]),
+    ])
