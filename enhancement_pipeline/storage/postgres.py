@@ -12,8 +12,10 @@ _pools: dict[str, ConnectionPool] = {}
 _pools_lock = threading.Lock()
 
 
-def get_pool(database_url: str) -> ConnectionPool:
+def get_pool(database_url: str, timeout_s: float = 10.0) -> ConnectionPool:
     """The process's pool for ``database_url``, opened on first use (1 to 4 connections).
+
+    ``timeout_s``: how long ``connection()`` waits for a connection before raising ``psycopg_pool.PoolTimeout``.
 
     One pool per process, not per resource instance: Dagster builds resources per run and per sensor tick,
     and a daemon process ticks for days.
@@ -21,10 +23,18 @@ def get_pool(database_url: str) -> ConnectionPool:
     with _pools_lock:
         pool = _pools.get(database_url)
         if pool is None:
-            pool = ConnectionPool(database_url, min_size=1, max_size=4, open=True, timeout=10,
+            pool = ConnectionPool(database_url, min_size=1, max_size=4, open=True, timeout=timeout_s,
                                   kwargs={"autocommit": False})
             _pools[database_url] = pool
         return pool
+
+
+def close_pools() -> None:
+    """Close every pool this process opened (at the end of a test session or the demo)."""
+    with _pools_lock:
+        for pool in _pools.values():
+            pool.close()
+        _pools.clear()
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -34,9 +44,10 @@ class PostgresResource(dg.ConfigurableResource):
     """
 
     database_url: str
+    connect_timeout_s: float = 10.0
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
         """A pooled connection inside a transaction that commits on success and rolls back on error."""
-        with get_pool(self.database_url).connection() as conn:
+        with get_pool(self.database_url, self.connect_timeout_s).connection() as conn:
             yield conn

@@ -1,0 +1,146 @@
+"""Test session: a real PostgreSQL and a real Redis started for the session, and the SDP, knowledge-base and
+LLM simulators served over HTTP on loopback, driven through the real clients (httpx, the openai SDK)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from enhancement_pipeline.local import kb_simulator, llm_simulator, sdp_simulator
+from enhancement_pipeline.local.http_server import BackgroundServer, serve_in_thread
+from enhancement_pipeline.local.services import EmbeddedPostgres, EmbeddedRedis
+from enhancement_pipeline.settings import Settings
+from enhancement_pipeline.storage.migrations import migrate
+from enhancement_pipeline.storage.postgres import close_pools
+
+SDP_KEY = "test-sdp-key"
+LLM_KEY = "test-llm-key"
+TENANT = "acme"
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    # Not pytest's tmp_path: its parent is mode 0700 and PostgreSQL runs as `nobody` when tests run as root.
+    path = Path(tempfile.mkdtemp(prefix="ep-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres(workdir: Path) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(workdir / "pg").start()
+    server.create_database("enhancement")
+    migrate(server.url("enhancement"))
+    yield server
+    close_pools()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres: EmbeddedPostgres) -> str:
+    return postgres.url("enhancement")
+
+
+@pytest.fixture(scope="session")
+def redis_server(workdir: Path) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(workdir / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sdp_state() -> sdp_simulator.SdpState:
+    return sdp_simulator.SdpState(api_key=SDP_KEY)
+
+
+@pytest.fixture(scope="session")
+def sdp_server(sdp_state: sdp_simulator.SdpState) -> Iterator[BackgroundServer]:
+    server = serve_in_thread(sdp_simulator.create_app(sdp_state), name="sdp-simulator")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def kb_server() -> Iterator[BackgroundServer]:
+    server = serve_in_thread(kb_simulator.create_app(), name="kb-simulator")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def llm_state() -> llm_simulator.LlmSimState:
+    return llm_simulator.LlmSimState(api_key=LLM_KEY)
+
+
+@pytest.fixture(scope="session")
+def llm_server(llm_state: llm_simulator.LlmSimState) -> Iterator[BackgroundServer]:
+    server = serve_in_thread(llm_simulator.create_app(llm_state), name="llm-simulator")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def api_keys() -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in ("SDP_API_KEY", "LLM_API_KEY")}
+    os.environ["SDP_API_KEY"] = SDP_KEY
+    os.environ.pop("LLM_API_KEY", None)  # each test that wants the LLM sets TEST_LLM_API_KEY's name itself
+    os.environ["TEST_LLM_API_KEY"] = LLM_KEY
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def settings(database_url: str, redis_server: EmbeddedRedis, sdp_server: BackgroundServer,
+             kb_server: BackgroundServer, llm_server: BackgroundServer) -> Settings:
+    """Settings pointing at the session's services, with the LLM simulator configured."""
+    return Settings(tenant_id=TENANT, database_url=database_url, redis_url=redis_server.url(),
+                    sdp_base_url=sdp_server.url, kb_base_url=kb_server.url, llm_base_url=f"{llm_server.url}/v1",
+                    llm_api_key_env="TEST_LLM_API_KEY", llm_model="sim/model")
+
+
+@pytest.fixture
+def resources(settings: Settings) -> dict:
+    from enhancement_pipeline.definitions import build_resources
+
+    built = build_resources(settings)
+    # Tests must not sleep through production backoffs.
+    built["sdp"] = replace_resource(built["sdp"], backoff_base_s=0.01)
+    return built
+
+
+def replace_resource(resource, **changes):
+    """A copy of a ConfigurableResource with some fields changed (``model_copy`` does not reconfigure one)."""
+    fields = {name: getattr(resource, name) for name in type(resource).model_fields}
+    return type(resource)(**{**fields, **changes})
+
+
+@pytest.fixture
+def db(database_url: str, redis_server: EmbeddedRedis, sdp_state: sdp_simulator.SdpState,
+       llm_state: llm_simulator.LlmSimState) -> Iterator[psycopg.Connection]:
+    """A clean slate for each test: empty tables, an empty SDP simulator, an empty cache and LLM log."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE ticket_history, system_inventory, posted_notes")
+        with sdp_state.lock:
+            sdp_state.requests.clear()
+            sdp_state.notes.clear()
+            sdp_state.resolutions.clear()
+            sdp_state.faults.clear()
+            sdp_state.calls.clear()
+        with llm_state.lock:
+            llm_state.requests.clear()
+            llm_state.faults.clear()
+        import redis
+
+        redis.Redis.from_url(redis_server.url()).flushdb()
+        yield conn

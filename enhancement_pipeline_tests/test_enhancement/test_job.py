@@ -1,0 +1,165 @@
+"""enhance_ticket end to end: real Postgres and Redis, SDP, KB and LLM simulators over HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+
+from enhancement_pipeline.enhancement.job import enhance_ticket
+from enhancement_pipeline.enhancement.render import NOTE_MARKER
+from enhancement_pipeline.history.assets import ticket_history
+from enhancement_pipeline.inventory.assets import system_inventory
+from enhancement_pipeline.local.datasets import IP_TICKET_ARTICLES
+from enhancement_pipeline.local.sdp_simulator import Fault
+from enhancement_pipeline.servicedesk.payloads import html_to_text
+from enhancement_pipeline_tests.conftest import TENANT, replace_resource
+from enhancement_pipeline_tests.helpers import materialize_range, months_covering, open_ticket, seed_history, split
+
+
+@pytest.fixture
+def world(db, sdp_state, resources):
+    """300 resolved real tickets imported through the ticket_history asset, the inventory loaded, and the
+    held-out tickets ready to open."""
+    history, new = split()
+    history = history[:300]
+    ids = seed_history(sdp_state, history)
+    start, end = months_covering(history)
+    result = materialize_range([ticket_history], resources, start, end)
+    assert result.success
+    inv = dg.materialize([system_inventory], resources=resources,
+                         run_config={"ops": {"system_inventory": {"config": {"tenant_id": TENANT}}}})
+    assert inv.success
+    return {"history": history, "history_ids": ids, "new": new}
+
+
+def run_job(resources, ticket_id, instance=None):
+    return enhance_ticket.execute_in_process(
+        run_config={"ops": {"load_ticket": {"config": {"tenant_id": TENANT, "ticket_id": ticket_id}}}},
+        resources=resources, instance=instance or dg.DagsterInstance.ephemeral(), raise_on_error=False)
+
+
+def _output(result, op):
+    return result.output_for_node(op)
+
+
+def test_history_import_lands_every_resolved_ticket(world, db):
+    count, with_resolution = db.execute(
+        "SELECT count(*), count(resolution) FROM ticket_history WHERE tenant_id = %s", (TENANT,)).fetchone()
+    assert count == len(world["history"]) == with_resolution
+    source, = db.execute("SELECT DISTINCT source FROM ticket_history").fetchone()
+    assert source == "bulk_import"
+
+
+def test_ip_ticket_gets_one_cited_llm_note(world, sdp_state, llm_state, resources, db):
+    article = next(t for t in world["new"] if t.article_id == IP_TICKET_ARTICLES[2])  # event 7009, 192.168.0.12
+    ticket_id = open_ticket(sdp_state, article)
+    result = run_job(resources, ticket_id)
+    assert result.success
+
+    inventory = _output(result, "inventory_lookup")
+    assert "192.168.0.12" in inventory.ips_found
+    assert {s.hostname for s in inventory.items} >= {"CD-EXCH01"}
+    similar = _output(result, "similar_tickets")
+    assert similar.items and similar.error is None
+    kb = _output(result, "knowledge_articles")
+    assert kb.items[0].article_id == article.article_id  # the KB holds the article the ticket came from
+
+    note = _output(result, "synthesize_note")
+    assert note.mode == "llm" and note.model == "sim/model"
+    notes = sdp_state.notes[ticket_id]
+    assert len(notes) == 1
+    posted = notes[0]
+    assert posted["show_to_requester"] is False
+    text = html_to_text(posted["description"])
+    assert NOTE_MARKER in text
+    assert f"#{similar.items[0].ticket_id}" in text and f"KB:{kb.items[0].article_id}" in text
+    assert "CD-EXCH01" in text
+    # The model saw the ticket and the context, delimited as data.
+    sent = llm_state.requests[-1]["messages"][1]["content"]
+    assert "<ticket>" in sent and "<context>" in sent and "192.168.0.12" in sent
+    ledger = db.execute("SELECT note_id, mode FROM posted_notes WHERE ticket_id = %s", (ticket_id,)).fetchone()
+    assert ledger == (posted["id"], "llm")
+
+
+def test_without_llm_key_the_note_is_deterministic_and_says_so(world, sdp_state, llm_state, resources):
+    resources = {**resources, "llm": replace_resource(resources["llm"], api_key_env="NO_SUCH_KEY_VAR")}
+    ticket_id = open_ticket(sdp_state, world["new"][10])
+    result = run_job(resources, ticket_id)
+    assert result.success
+    note = _output(result, "synthesize_note")
+    assert note.mode == "deterministic" and note.fallback_reason == "no LLM key configured"
+    assert not llm_state.requests
+    text = html_to_text(sdp_state.notes[ticket_id][0]["description"])
+    assert "Composed without a language model" in text
+    for title in ("Similar resolved tickets", "Knowledge base articles", "Systems involved", "Recommended next steps"):
+        assert title in text
+
+
+def test_llm_failure_falls_back_to_deterministic_note(world, sdp_state, llm_state, resources):
+    resources = {**resources, "llm": replace_resource(resources["llm"], max_retries=0)}
+    llm_state.faults.append({"status": 500})
+    ticket_id = open_ticket(sdp_state, world["new"][11])
+    result = run_job(resources, ticket_id)
+    assert result.success
+    note = _output(result, "synthesize_note")
+    assert note.mode == "deterministic" and "InternalServerError" in note.fallback_reason
+    assert len(sdp_state.notes[ticket_id]) == 1
+
+
+def test_context_ops_degrade_instead_of_failing_the_run(world, sdp_state, llm_state, resources):
+    broken = {**resources,
+              "kb": replace_resource(resources["kb"], base_url="http://127.0.0.1:9"),
+              "postgres": replace_resource(resources["postgres"], connect_timeout_s=1.0,
+                                           database_url=resources["postgres"].database_url + "_missing")}
+    ticket_id = open_ticket(sdp_state, world["new"][0])
+    result = run_job(broken, ticket_id)
+    # Postgres is down for the lookups *and* the ledger: the context ops degrade, posting fails loudly.
+    for op in ("similar_tickets", "knowledge_articles", "inventory_lookup"):
+        section = _output(result, op)
+        assert section.items == [] and section.error
+    # The model is told which lookups were unavailable rather than shown silently empty sections.
+    sent = llm_state.requests[-1]["messages"][1]["content"]
+    context = json.loads(sent.split("<context>", 1)[1].split("</context>", 1)[0])
+    assert set(context["unavailable"]) == {"similar_tickets", "knowledge_articles", "systems"}
+    assert not result.success and not sdp_state.notes[ticket_id]
+
+    only_kb_down = {**resources, "kb": broken["kb"]}
+    result = run_job(only_kb_down, ticket_id)
+    assert result.success
+    assert _output(result, "knowledge_articles").error
+    assert len(sdp_state.notes[ticket_id]) == 1
+
+
+def test_a_ticket_gets_at_most_one_note(world, sdp_state, resources, db):
+    ticket_id = open_ticket(sdp_state, world["new"][12])
+    instance = dg.DagsterInstance.ephemeral()
+    first = run_job(resources, ticket_id, instance)
+    second = run_job(resources, ticket_id, instance)  # a re-execution, or a duplicate launch
+    assert first.success and second.success
+    assert len(sdp_state.notes[ticket_id]) == 1
+    assert second.output_for_node("post_note") is None
+    post_events = [e for e in second.all_events if e.step_key == "post_note" and e.is_successful_output]
+    assert post_events[0].event_specific_data.metadata["status"].value == "already_posted"
+
+    # The ledger lost (say, restored from an old backup): the note on the ticket is found, not posted again.
+    db.execute("DELETE FROM posted_notes WHERE ticket_id = %s", (ticket_id,))
+    third = run_job(resources, ticket_id, instance)
+    assert third.success and len(sdp_state.notes[ticket_id]) == 1
+    events = [e for e in third.all_events if e.step_key == "post_note" and e.is_successful_output]
+    assert events[0].event_specific_data.metadata["status"].value == "found_on_ticket"
+
+
+def test_posting_retries_a_rate_limited_post(world, sdp_state, resources, monkeypatch):
+    import enhancement_pipeline.enhancement.ops as ops
+    from enhancement_pipeline.enhancement import posting
+
+    real = posting.post_note_once
+    monkeypatch.setattr(ops, "post_note_once",
+                        lambda *a, **kw: real(*a, **{**kw, "retry_waits_s": (0.01, 0.01, 0.01)}))
+    ticket_id = open_ticket(sdp_state, world["new"][13])
+    sdp_state.faults.append(Fault(match=r"POST /api/v3/requests/\d+/notes", status=429, sdp_code=4015, times=2))
+    result = run_job(resources, ticket_id)
+    assert result.success
+    assert len(sdp_state.notes[ticket_id]) == 1
