@@ -49,7 +49,9 @@ class Settings(BaseSettings):
         PACKAGED_DATA_DIR / "system_inventory.csv",
         description="The data team's inventory file (CSV) loaded into system_inventory.",
     )
-    new_ticket_sensor_interval_s: int = Field(2, ge=1, description="Polling interval of new_ticket_sensor.")
+    new_ticket_sensor_interval_s: int = Field(
+        5, ge=1, description="Polling interval of new_ticket_sensor (the Dagster daemon ticks sensors every 5 s at most)."
+    )
     new_ticket_lookback_minutes: int = Field(
         15, ge=0, description="On its first tick the sensor also enhances tickets created this long ago."
     )

@@ -4,8 +4,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from enhancement_pipeline.inventory.store import replace_inventory
-from enhancement_pipeline.inventory.validation import read_inventory_file, validate_inventory
 from enhancement_pipeline.storage.postgres import PostgresResource
 
 
@@ -24,6 +22,10 @@ class InventoryConfig(dg.Config):
 )
 def system_inventory(context: dg.AssetExecutionContext, config: InventoryConfig,
                      postgres: PostgresResource) -> dg.MaterializeResult:
+    # Imported here, not at module level: polars is only needed by this asset, and every enhance_ticket
+    # run re-imports the code location.
+    from enhancement_pipeline.inventory.store import replace_inventory
+    from enhancement_pipeline.inventory.validation import read_inventory_file, validate_inventory
     from enhancement_pipeline.settings import get_settings
 
     settings = get_settings()

@@ -1,0 +1,100 @@
+"""``enhancement-pipeline``: demo, migrate, ui, and the simulators as standalone servers."""
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from enhancement_pipeline.settings import get_settings
+    from enhancement_pipeline.storage.migrations import migrate
+
+    url = args.database_url or get_settings().database_url
+    applied = migrate(url)
+    print(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from enhancement_pipeline.local.demo import run_demo
+
+    return run_demo(ui=args.ui, n_new=args.tickets, interval_s=args.interval)
+
+
+def _ui(args: argparse.Namespace) -> int:
+    """The Dagster UI on the last demo's Postgres (runs, materializations, sensor ticks), until Ctrl-C."""
+    from enhancement_pipeline.local.demo import DEMO_ROOT, dagster_env, prepare_dagster_home
+    from enhancement_pipeline.local.services import EmbeddedPostgres
+    from enhancement_pipeline.settings import PROJECT_ROOT
+
+    if not (DEMO_ROOT / "postgres" / "data" / "PG_VERSION").exists():
+        print("no demo data yet: run `make demo` first (or `make demo UI=1` to watch it live)")
+        return 1
+    postgres = EmbeddedPostgres(DEMO_ROOT / "postgres").start()
+    env = {**os.environ, **dagster_env(postgres, DEMO_ROOT / "dagster"), "DATABASE_URL": postgres.url("enhancement")}
+    prepare_dagster_home(DEMO_ROOT / "dagster")
+    print(f"Dagster UI on the last demo's data: http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1",
+                             "-p", str(args.port), "-w", str(PROJECT_ROOT / "workspace.yaml")],
+                            cwd=PROJECT_ROOT, env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        return 0
+    finally:
+        postgres.stop()
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    """Serve one simulator in the foreground (for pointing a dev deployment at it)."""
+    from enhancement_pipeline.local import kb_simulator, llm_simulator, sdp_simulator
+    from enhancement_pipeline.local.http_server import serve_in_thread
+
+    if args.service == "sdp":
+        app = sdp_simulator.create_app(sdp_simulator.SdpState(api_key=args.key))
+    elif args.service == "kb":
+        app = kb_simulator.create_app()
+    else:
+        app = llm_simulator.create_app(llm_simulator.LlmSimState(api_key=args.key))
+    server = serve_in_thread(app, port=args.port, name=args.service)
+    print(f"{args.service} simulator on {server.url} (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="enhancement-pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the pipeline end to end on the embedded defaults")
+    demo.add_argument("--ui", action="store_true", help="also start the Dagster UI and keep it up afterwards")
+    demo.add_argument("--tickets", type=int, default=24, help="new tickets to open (at least 6)")
+    demo.add_argument("--interval", type=float, default=3.0,
+                      help="seconds between new tickets (0.4 shows how a burst queues on a 2-core machine)")
+    demo.set_defaults(func=_demo)
+    mig = sub.add_parser("migrate", help="apply sql/ migrations to DATABASE_URL")
+    mig.add_argument("--database-url", default=None)
+    mig.set_defaults(func=_migrate)
+    ui = sub.add_parser("ui", help="open the Dagster UI on the last demo's data")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=_ui)
+    sim = sub.add_parser("simulate", help="serve a simulator: sdp, kb or llm")
+    sim.add_argument("service", choices=["sdp", "kb", "llm"])
+    sim.add_argument("--port", type=int, default=0)
+    sim.add_argument("--key", default="dev-key", help="API key the simulator accepts (sdp, llm)")
+    sim.set_defaults(func=_simulate)
+    args = parser.parse_args(argv)
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,283 @@
+"""``make demo``: the whole pipeline on the embedded defaults, through the Dagster daemon.
+
+1. Start the project's PostgreSQL and Redis (``.local/demo/``, wiped at every demo so each run is the same),
+   the SDP simulator seeded with 1,693 real resolved tickets, the KB simulator over the shipped articles, and
+   the LLM simulator (OpenAI wire protocol).
+2. Migrate, materialize ``system_inventory`` and backfill ``ticket_history`` (all months, one run) through
+   Dagster, recorded in the instance's run history.
+3. Start ``dagster-daemon`` (and ``dagster-webserver`` with ``--ui``); wait for ``new_ticket_sensor``'s first tick.
+4. Open 24 new tickets from held-out real articles (6 name inventory IPs), wait for the sensor-launched
+   ``enhance_ticket`` runs, print one whole note, a table, and the summary line. Exit 1 unless every ticket
+   got exactly one note.
+"""
+
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from enhancement_pipeline.local import kb_simulator, llm_simulator, sdp_simulator
+from enhancement_pipeline.local.datasets import IP_TICKET_ARTICLES, ArticleTicket, demo_split
+from enhancement_pipeline.local.http_server import BackgroundServer, serve_in_thread
+from enhancement_pipeline.local.services import EmbeddedPostgres, EmbeddedRedis, free_port
+from enhancement_pipeline.servicedesk.client import ServiceDeskClient
+from enhancement_pipeline.servicedesk.payloads import datetime_to_millis, html_to_text
+from enhancement_pipeline.settings import PROJECT_ROOT
+
+DEMO_ROOT = PROJECT_ROOT / ".local" / "demo"
+SDP_KEY = "demo-sdp-technician-key"
+LLM_KEY = "demo-llm-key"
+TENANT = "demo-msp"
+TIMEOUT_S = 420
+
+
+@dataclass
+class Stack:
+    """Everything the demo started, so that ``stop()`` can stop all of it."""
+
+    postgres: EmbeddedPostgres
+    redis: EmbeddedRedis
+    sdp_state: sdp_simulator.SdpState
+    servers: list[BackgroundServer]
+    processes: list[subprocess.Popen]
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.processes:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        from enhancement_pipeline.storage.postgres import close_pools
+
+        close_pools()
+        for server in self.servers:
+            server.stop()
+        self.redis.stop()
+        self.postgres.stop()
+
+
+def _say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+def dagster_env(postgres: EmbeddedPostgres, dagster_home: Path) -> dict[str, str]:
+    """Environment for Dagster processes on the demo's Postgres (the same server as the app tables)."""
+    return {"DAGSTER_HOME": str(dagster_home),
+            "DAGSTER_POSTGRES_URL": postgres.url("dagster", driver="postgresql+psycopg2")}
+
+
+def prepare_dagster_home(dagster_home: Path) -> None:
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+
+
+def start_stack(history: list[ArticleTicket]) -> tuple[Stack, dict[str, str]]:
+    if DEMO_ROOT.exists():
+        shutil.rmtree(DEMO_ROOT)
+    DEMO_ROOT.mkdir(parents=True)
+    postgres = EmbeddedPostgres(DEMO_ROOT / "postgres").start()
+    stack = Stack(postgres, EmbeddedRedis(DEMO_ROOT / "redis"), sdp_simulator.SdpState(api_key=SDP_KEY), [], [])
+    stack.redis.start()
+    for name in ("enhancement", "dagster"):
+        postgres.create_database(name)
+    for t in history:
+        stack.sdp_state.add_request(
+            subject=t.subject, description=t.description_html, requester=t.requester, technician=t.technician,
+            status="Resolved", created_millis=datetime_to_millis(t.created_at),
+            resolved_millis=datetime_to_millis(t.resolved_at), resolution_html=t.resolution_html,
+            category=t.category)
+    sdp = serve_in_thread(sdp_simulator.create_app(stack.sdp_state), name="sdp-simulator")
+    kb = serve_in_thread(kb_simulator.create_app(), name="kb-simulator")
+    llm = serve_in_thread(llm_simulator.create_app(llm_simulator.LlmSimState(api_key=LLM_KEY)), name="llm-simulator")
+    stack.servers += [sdp, kb, llm]
+    first_month = min(t.resolved_at for t in history).strftime("%Y-%m-01")
+    env = {
+        "TENANT_ID": TENANT, "DATABASE_URL": postgres.url("enhancement"), "REDIS_URL": stack.redis.url(),
+        "SDP_BASE_URL": sdp.url, "SDP_API_KEY": SDP_KEY, "KB_BASE_URL": kb.url,
+        "LLM_BASE_URL": f"{llm.url}/v1", "LLM_API_KEY": LLM_KEY, "LLM_MODEL": "simulated/gpt-4o-mini",
+        "HISTORY_START_DATE": first_month, **dagster_env(postgres, DEMO_ROOT / "dagster"),
+    }
+    return stack, env
+
+
+def _sensor_has_ticked(instance) -> bool:
+    for state in instance.all_instigator_state():
+        if state.name == "new_ticket_sensor" and state.instigator_data and state.instigator_data.cursor:
+            return True
+    return False
+
+
+def _wait(predicate, timeout_s: float, what: str, interval_s: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def run_demo(ui: bool = False, n_new: int = 24, interval_s: float = 3.0) -> int:
+    """Run the demo; returns the process exit code (0 when every ticket got exactly one note)."""
+    started = time.monotonic()
+    history, new = demo_split(n_new=n_new)
+    _say(f"starting PostgreSQL, Redis and the SDP/KB/LLM simulators in {DEMO_ROOT.relative_to(PROJECT_ROOT)}")
+    stack, env = start_stack(history)
+    try:
+        os.environ.update(env)
+        prepare_dagster_home(Path(env["DAGSTER_HOME"]))
+        return _run(stack, env, history, new, ui, started, interval_s)
+    finally:
+        _say("stopping every process the demo started")
+        stack.stop()
+
+
+def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: float, interval_s: float) -> int:
+    import dagster as dg
+
+    from enhancement_pipeline.definitions import defs
+    from enhancement_pipeline.history.assets import ticket_history
+    from enhancement_pipeline.inventory.assets import system_inventory
+    from enhancement_pipeline.storage.migrations import migrate
+
+    applied = migrate(env["DATABASE_URL"])
+    _say(f"migrated the app database: {', '.join(applied)}")
+    instance = dg.DagsterInstance.get()  # creates Dagster's schema once, before the daemon starts
+    resources = defs.resources
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    inv = dg.materialize([system_inventory], resources=resources, instance=instance, run_config=quiet)
+    meta = inv.asset_materializations_for_node("system_inventory")[0].metadata
+    _say(f"system_inventory: {meta['rows_loaded'].value} rows loaded, {meta['rows_rejected'].value} rejected")
+    first = min(t.resolved_at for t in history).strftime("%Y-%m-01")
+    last = max(t.resolved_at for t in history).strftime("%Y-%m-01")
+    backfill = dg.materialize([ticket_history], resources=resources, instance=instance, run_config=quiet,
+                              tags={"dagster/asset_partition_range_start": first,
+                                    "dagster/asset_partition_range_end": last})
+    meta = backfill.asset_materializations_for_node("ticket_history")[0].metadata
+    _say(f"ticket_history backfill {first[:7]}..{last[:7]} (one run): {meta['imported'].value} resolved tickets "
+         f"imported in {meta['seconds'].value} s, {meta['failed'].value} failed")
+
+    bin_dir = Path(sys.executable).parent
+    proc_env = {**os.environ, **env}
+    logs = DEMO_ROOT / "logs"
+    logs.mkdir(exist_ok=True)
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    stack.processes.append(subprocess.Popen(
+        [str(bin_dir / "dagster-daemon"), "run", "-w", workspace], cwd=PROJECT_ROOT, env=proc_env,
+        stdout=(logs / "daemon.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True))
+    ui_port = None
+    if ui:
+        ui_port = free_port() if os.environ.get("DAGSTER_UI_PORT") is None else int(os.environ["DAGSTER_UI_PORT"])
+        stack.processes.append(subprocess.Popen(
+            [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(ui_port), "-w", workspace],
+            cwd=PROJECT_ROOT, env=proc_env, stdout=(logs / "webserver.log").open("w"), stderr=subprocess.STDOUT,
+            start_new_session=True))
+        _say(f"Dagster UI: http://127.0.0.1:{ui_port}")
+    _say("dagster-daemon started; waiting for new_ticket_sensor's first tick")
+    _wait(lambda: _sensor_has_ticked(instance), 120, "the sensor's first tick")
+
+    client = ServiceDeskClient(env["SDP_BASE_URL"], SDP_KEY)
+    created: dict[str, tuple[ArticleTicket, int]] = {}
+    _say(f"opening {len(new)} new tickets in ServiceDesk Plus, one every {interval_s:g} s "
+         f"({len(IP_TICKET_ARTICLES)} name inventory IPs)")
+    for t in new:
+        request = client.create_request({"subject": t.subject, "description": t.description_html,
+                                         "requester": {"name": t.requester}, "status": {"name": "Open"}})
+        created[request["id"]] = (t, int(request["created_time"]["value"]))
+        time.sleep(interval_s)
+
+    def notes_for(rid: str) -> list[dict]:
+        with stack.sdp_state.lock:
+            return list(stack.sdp_state.notes.get(rid, []))
+
+    def runs_done() -> bool:
+        # One run per ticket (run keys); done when every ticket's run was launched and none is still going.
+        from dagster import DagsterRunStatus, RunsFilter
+
+        pending = instance.get_runs_count(RunsFilter(job_name="enhance_ticket", statuses=[
+            DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+            DagsterRunStatus.STARTED]))
+        return pending == 0 and instance.get_runs_count(RunsFilter(job_name="enhance_ticket")) >= len(created)
+
+    try:
+        _wait(runs_done, TIMEOUT_S, "the enhance_ticket runs", interval_s=1.0)
+    except TimeoutError as exc:
+        _say(str(exc))
+    return _report(instance, client, created, notes_for, ui_port, started)
+
+
+def _report(instance, client, created, notes_for, ui_port, started) -> int:
+    from dagster import DagsterRunStatus, RunsFilter
+
+    rows, latencies, posted_total = [], [], 0
+    enhanced = 0
+    example_note = None
+    for rid, (t, created_ms) in created.items():
+        notes = notes_for(rid)
+        posted_total += len(notes)
+        runs = instance.get_runs(RunsFilter(tags={"ticket_id": rid}))
+        meta = _op_metadata(instance, runs[0].run_id) if runs else {}
+        seconds = (int(notes[0]["added_time"]["value"]) - created_ms) / 1000 if notes else None
+        if len(notes) == 1:
+            enhanced += 1
+            latencies.append(seconds)
+            if example_note is None and t.article_id == IP_TICKET_ARTICLES[0]:
+                example_note = (rid, t, notes[0])
+        rows.append((rid, t, len(notes), meta, seconds, runs[0].status.value if runs else "no run"))
+    failed = instance.get_runs_count(RunsFilter(job_name="enhance_ticket", statuses=[DagsterRunStatus.FAILURE]))
+
+    if example_note:
+        rid, t, note = example_note
+        print(f"\n=== the note posted on request {rid}: {t.subject}\n")
+        print(html_to_text(note["description"]))
+    print("\n" + f"{'request':>20}  {'subject':<48} {'similar':>7} {'KB':>3} {'systems':>7} {'notes':>5} "
+          f"{'seconds':>7}  run")
+    for rid, t, n_notes, meta, seconds, status in rows:
+        subject = (t.subject[:45] + "...") if len(t.subject) > 48 else t.subject
+        print(f"{rid:>20}  {subject:<48} {meta.get('similar_tickets', '-'):>7} {meta.get('knowledge_articles', '-'):>3} "
+              f"{meta.get('inventory_lookup', '-'):>7} {n_notes:>5} "
+              f"{(f'{seconds:.1f}' if seconds is not None else '-'):>7}  {status}")
+    print()
+    if failed:
+        print(f"{failed} enhance_ticket run(s) failed; see the Dagster UI or .local/demo/logs/daemon.log")
+    if ui_port:
+        print(f"Dagster UI with this demo's runs: http://127.0.0.1:{ui_port} (Ctrl-C to stop)")
+    p50 = statistics.median(latencies) if latencies else float("nan")
+    p95 = _percentile(latencies, 95)
+    print(f"demo took {time.monotonic() - started:.0f} s; logs in .local/demo/logs")
+    print(f"enhanced {enhanced}/{len(created)} tickets, notes posted {posted_total}, p50 {p50:.1f} s, p95 {p95:.1f} s")
+    ok = enhanced == len(created) and posted_total == len(created)
+    if ui_port and ok:
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+    return 0 if ok else 1
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile (no interpolation): a value that was actually observed."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * pct // 100))
+    return ordered[int(rank) - 1]
+
+
+def _op_metadata(instance, run_id: str) -> dict[str, int]:
+    """The ``count`` each context op reported in its output metadata, by op name."""
+    from dagster import DagsterEventType
+
+    counts: dict[str, int] = {}
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_OUTPUT):
+        event = entry.dagster_event
+        metadata = event.event_specific_data.metadata if event and event.event_specific_data else {}
+        if "count" in metadata:
+            counts[event.step_key] = metadata["count"].value
+    return counts
