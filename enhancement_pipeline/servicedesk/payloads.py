@@ -41,12 +41,14 @@ def datetime_to_millis(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
-_BLANK_LINES = re.compile(r"\n\s*\n\s*\n+")
+_BLOCK_TAGS = ["p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "table", "ul",
+               "ol", "dl", "dt", "dd", "section", "article", "header", "footer", "hr"]
 _SPACES = re.compile(r"[ \t\u00a0]+")
 
 
 def html_to_text(html: str | None) -> str:
-    """Visible text of an SDP HTML fragment: tags dropped, entities decoded, block breaks kept as newlines.
+    """Visible text of an SDP HTML fragment: tags dropped, entities decoded, block breaks kept as newlines,
+    list items as ``- `` lines.
 
     BeautifulSoup (html.parser) does the parsing, so malformed markup from mail clients degrades gracefully;
     scripts and styles are removed with their content.
@@ -60,9 +62,15 @@ def html_to_text(html: str | None) -> str:
         tag.decompose()
     for br in soup.find_all("br"):
         br.replace_with("\n")
-    text = soup.get_text("\n")
-    text = "\n".join(_SPACES.sub(" ", line).strip() for line in text.splitlines())
-    return _BLANK_LINES.sub("\n\n", text).strip()
+    # Line breaks only around block elements: inline markup (<b>, <a>, <span>) stays within its sentence.
+    for tag in soup.find_all(_BLOCK_TAGS):
+        if tag.name == "li":
+            tag.insert(0, "- ")
+        tag.insert_before("\n")
+        tag.insert_after("\n")
+    text = soup.get_text()
+    lines = (_SPACES.sub(" ", line).strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
 
 
 class _Lookup(BaseModel):

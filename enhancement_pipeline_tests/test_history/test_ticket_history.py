@@ -9,6 +9,7 @@ import dagster as dg
 from enhancement_pipeline.history.assets import ticket_history
 from enhancement_pipeline.history.search import find_similar
 from enhancement_pipeline.local.sdp_simulator import Fault
+from enhancement_pipeline.servicedesk.payloads import html_to_text
 from enhancement_pipeline_tests.conftest import TENANT
 from enhancement_pipeline_tests.helpers import materialize_range, seed_history, split
 
@@ -54,13 +55,16 @@ def test_a_failing_ticket_does_not_stop_the_backfill(db, sdp_state, resources):
 
 
 def test_similar_search_finds_the_ticket_with_the_same_problem(db, sdp_state, resources):
-    history, _ = split(now=NOW)
-    seed_history(sdp_state, history[:600])
+    # A real pair: the held-out "405 Method Not Allowed in a hybrid deployment" ticket and the history ticket
+    # "Exception has been thrown by the target" quote the same MRS proxy failure in their IIS logs.
+    history, new = split(now=NOW)
+    twin = next(t for t in history if t.article_id.endswith("move-mailboxes/hybrid-deployment-errors"))
+    seed_history(sdp_state, [*history[:300], twin])
     materialize_range([ticket_history], resources, "2024-11-01", "2026-10-01")
-    # A user's rewording of one history ticket's problem: its subject words, none of its full text.
-    target = history[123]
-    found = find_similar(db, TENANT, f"user reports: {target.subject.lower()}")
-    assert found and found[0].subject == target.subject
+    ticket = next(t for t in new if t.article_id.endswith("endpoint-connection-405-error"))
+    found = find_similar(db, TENANT, f"{ticket.subject}\n{html_to_text(ticket.description_html)}")
+    assert twin.subject in [t.subject for t in found]
     assert all(0 < t.score <= 1 for t in found)
+    assert [t.score for t in found] == sorted((t.score for t in found), reverse=True)
     assert find_similar(db, TENANT, "   ") == []
-    assert find_similar(db, "someone-else", target.subject) == []
+    assert find_similar(db, "someone-else", ticket.subject) == []

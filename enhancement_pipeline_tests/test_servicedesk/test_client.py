@@ -47,7 +47,7 @@ def test_full_record_parses_into_a_ticket(client, sdp_state):
                                 requester="Ada", created_millis=1_700_000_000_000)["id"]
     ticket = to_ticket("t1", parse_request(client.get_request(rid)))
     assert ticket.subject == "Printer down"
-    assert ticket.description == "Floor 2\nHP\n& jams\nagain"
+    assert ticket.description == "Floor 2 HP & jams\nagain"
     assert ticket.requester == "Ada" and ticket.created_at.year == 2023
 
 
