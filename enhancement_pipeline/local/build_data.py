@@ -57,36 +57,29 @@ _PREFIX = {"Fabrikam Legal": "FAB", "Northwind Logistics": "NW", "Contoso Dental
            "Tailspin Clinics": "TS", "Woodgrove Accountants": "WG"}
 
 
-def build_ms(shared: Path, out: Path) -> int:
-    rows = []
-    with gzip.open(shared / "kb-ms-office-support" / "ms_office_support_kb.jsonl.gz", "rt") as fh:
-        for line in fh:
-            article = json.loads(line)
-            rows.append({k: article.get(k) for k in MS_FIELDS})
-    _write_jsonl(out / "ms_support_articles.jsonl.gz", rows)
+def _subset(source: Path, target: Path, fields: tuple[str, ...], keep=lambda row: True) -> int:
+    """Copy the rows of a .jsonl.gz that ``keep`` accepts, with only ``fields``; returns the row count."""
+    with gzip.open(source, "rt") as fh:
+        rows = [{k: row.get(k) for k in fields} for row in map(json.loads, fh) if keep(row)]
+    _write_jsonl(target, rows)
     return len(rows)
+
+
+def build_ms(shared: Path, out: Path) -> int:
+    return _subset(shared / "kb-ms-office-support" / "ms_office_support_kb.jsonl.gz",
+                   out / "ms_support_articles.jsonl.gz", MS_FIELDS)
 
 
 def build_tldr(shared: Path, out: Path) -> int:
-    rows = []
-    with gzip.open(shared / "kb-tldr" / "tldr_kb.jsonl.gz", "rt") as fh:
-        for line in fh:
-            page = json.loads(line)
-            if page["platform"] in ("windows", "linux"):
-                rows.append({k: page.get(k) for k in ("id", "platform", "title", "summary", "url", "page_url", "text")})
-    _write_jsonl(out / "tldr_kb.jsonl.gz", rows)
-    return len(rows)
+    return _subset(shared / "kb-tldr" / "tldr_kb.jsonl.gz", out / "tldr_kb.jsonl.gz",
+                   ("id", "platform", "title", "summary", "url", "page_url", "text"),
+                   keep=lambda page: page["platform"] in ("windows", "linux"))
 
 
 def build_gnome(shared: Path, out: Path) -> int:
-    rows = []
-    with gzip.open(shared / "kb-gnome-help" / "gnome_help_kb.jsonl.gz", "rt") as fh:
-        for line in fh:
-            page = json.loads(line)
-            if page.get("page_type") != "guide":  # index pages carry no how-to text
-                rows.append({k: page.get(k) for k in ("id", "title", "summary", "url", "text")})
-    _write_jsonl(out / "gnome_help_kb.jsonl.gz", rows)
-    return len(rows)
+    # Index pages (page_type "guide") carry no how-to text.
+    return _subset(shared / "kb-gnome-help" / "gnome_help_kb.jsonl.gz", out / "gnome_help_kb.jsonl.gz",
+                   ("id", "title", "summary", "url", "text"), keep=lambda page: page.get("page_type") != "guide")
 
 
 def build_inventory(out: Path, seed: int = 20261122) -> int:
