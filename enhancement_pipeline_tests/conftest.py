@@ -60,18 +60,20 @@ def sdp_state() -> sdp_simulator.SdpState:
     return sdp_simulator.SdpState(api_key=SDP_KEY)
 
 
-@pytest.fixture(scope="session")
-def sdp_server(sdp_state: sdp_simulator.SdpState) -> Iterator[BackgroundServer]:
-    server = serve_in_thread(sdp_simulator.create_app(sdp_state), name="sdp-simulator")
+def _serving(app, name: str) -> Iterator[BackgroundServer]:
+    server = serve_in_thread(app, name=name)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def sdp_server(sdp_state: sdp_simulator.SdpState) -> Iterator[BackgroundServer]:
+    yield from _serving(sdp_simulator.create_app(sdp_state), "sdp-simulator")
 
 
 @pytest.fixture(scope="session")
 def kb_server() -> Iterator[BackgroundServer]:
-    server = serve_in_thread(kb_simulator.create_app(), name="kb-simulator")
-    yield server
-    server.stop()
+    yield from _serving(kb_simulator.create_app(), "kb-simulator")
 
 
 @pytest.fixture(scope="session")
@@ -81,9 +83,7 @@ def llm_state() -> llm_simulator.LlmSimState:
 
 @pytest.fixture(scope="session")
 def llm_server(llm_state: llm_simulator.LlmSimState) -> Iterator[BackgroundServer]:
-    server = serve_in_thread(llm_simulator.create_app(llm_state), name="llm-simulator")
-    yield server
-    server.stop()
+    yield from _serving(llm_simulator.create_app(llm_state), "llm-simulator")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -134,6 +134,12 @@ def _ticket(article: dict, created: datetime, resolved: datetime | None, h: int,
     )
 
 
+def history_months(history: list[ArticleTicket]) -> tuple[str, str]:
+    """First and last monthly partition keys (``YYYY-MM-01``) covering the tickets' resolution times."""
+    return (min(t.resolved_at for t in history).strftime("%Y-%m-01"),
+            max(t.resolved_at for t in history).strftime("%Y-%m-01"))
+
+
 @lru_cache(maxsize=1)
 def kb_documents() -> tuple[KbDocument, ...]:
     """Every shipped article as a KB document: Microsoft (2,202), GNOME (316), tldr (2,332)."""

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enhancement_pipeline.local import kb_simulator, llm_simulator, sdp_simulator
-from enhancement_pipeline.local.datasets import IP_TICKET_ARTICLES, ArticleTicket, demo_split
+from enhancement_pipeline.local.datasets import IP_TICKET_ARTICLES, ArticleTicket, demo_split, history_months
 from enhancement_pipeline.local.http_server import BackgroundServer, serve_in_thread
 from enhancement_pipeline.local.services import EmbeddedPostgres, EmbeddedRedis, free_port
 from enhancement_pipeline.servicedesk.client import ServiceDeskClient
-from enhancement_pipeline.servicedesk.payloads import datetime_to_millis, html_to_text
+from enhancement_pipeline.servicedesk.payloads import html_to_text
 from enhancement_pipeline.settings import PROJECT_ROOT
 
 DEMO_ROOT = PROJECT_ROOT / ".local" / "demo"
@@ -88,22 +88,16 @@ def start_stack(history: list[ArticleTicket]) -> tuple[Stack, dict[str, str]]:
     stack.redis.start()
     for name in ("enhancement", "dagster"):
         postgres.create_database(name)
-    for t in history:
-        stack.sdp_state.add_request(
-            subject=t.subject, description=t.description_html, requester=t.requester, technician=t.technician,
-            status="Resolved", created_millis=datetime_to_millis(t.created_at),
-            resolved_millis=datetime_to_millis(t.resolved_at), resolution_html=t.resolution_html,
-            category=t.category)
+    sdp_simulator.seed_resolved_tickets(stack.sdp_state, history)
     sdp = serve_in_thread(sdp_simulator.create_app(stack.sdp_state), name="sdp-simulator")
     kb = serve_in_thread(kb_simulator.create_app(), name="kb-simulator")
     llm = serve_in_thread(llm_simulator.create_app(llm_simulator.LlmSimState(api_key=LLM_KEY)), name="llm-simulator")
     stack.servers += [sdp, kb, llm]
-    first_month = min(t.resolved_at for t in history).strftime("%Y-%m-01")
     env = {
         "TENANT_ID": TENANT, "DATABASE_URL": postgres.url("enhancement"), "REDIS_URL": stack.redis.url(),
         "SDP_BASE_URL": sdp.url, "SDP_API_KEY": SDP_KEY, "KB_BASE_URL": kb.url,
         "LLM_BASE_URL": f"{llm.url}/v1", "LLM_API_KEY": LLM_KEY, "LLM_MODEL": "simulated/gpt-4o-mini",
-        "HISTORY_START_DATE": first_month, **dagster_env(postgres, DEMO_ROOT / "dagster"),
+        "HISTORY_START_DATE": history_months(history)[0], **dagster_env(postgres, DEMO_ROOT / "dagster"),
     }
     return stack, env
 
@@ -154,8 +148,7 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
     inv = dg.materialize([system_inventory], resources=resources, instance=instance, run_config=quiet)
     meta = inv.asset_materializations_for_node("system_inventory")[0].metadata
     _say(f"system_inventory: {meta['rows_loaded'].value} rows loaded, {meta['rows_rejected'].value} rejected")
-    first = min(t.resolved_at for t in history).strftime("%Y-%m-01")
-    last = max(t.resolved_at for t in history).strftime("%Y-%m-01")
+    first, last = history_months(history)
     backfill = dg.materialize([ticket_history], resources=resources, instance=instance, run_config=quiet,
                               tags={"dagster/asset_partition_range_start": first,
                                     "dagster/asset_partition_range_end": last})
@@ -209,10 +202,10 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
         _wait(runs_done, TIMEOUT_S, "the enhance_ticket runs", interval_s=1.0)
     except TimeoutError as exc:
         _say(str(exc))
-    return _report(instance, client, created, notes_for, ui_port, started)
+    return _report(instance, created, notes_for, ui_port, started)
 
 
-def _report(instance, client, created, notes_for, ui_port, started) -> int:
+def _report(instance, created, notes_for, ui_port, started) -> int:
     from dagster import DagsterRunStatus, RunsFilter
 
     rows, latencies, posted_total = [], [], 0

@@ -32,7 +32,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from enhancement_pipeline.servicedesk.payloads import html_to_text
+from enhancement_pipeline.local.datasets import ArticleTicket
+from enhancement_pipeline.servicedesk.payloads import datetime_to_millis, html_to_text
 
 _ID_BASE = 123_640_000_000_000_000  # cloud-style 18-digit ids
 
@@ -233,6 +234,16 @@ class SdpState:
         if list_info.get("get_total_count"):
             info["total_count"] = len(rows)
         return out, info
+
+
+def seed_resolved_tickets(state: SdpState, tickets: list[ArticleTicket]) -> dict[str, str]:
+    """Store ``tickets`` as Resolved requests with their resolutions; returns {article_id: request id}."""
+    return {t.article_id: state.add_request(
+                subject=t.subject, description=t.description_html, requester=t.requester,
+                technician=t.technician, status="Resolved", created_millis=datetime_to_millis(t.created_at),
+                resolved_millis=datetime_to_millis(t.resolved_at), resolution_html=t.resolution_html,
+                category=t.category)["id"]
+            for t in tickets}
 
 
 def _lookup(name: str, **extra: Any) -> dict[str, Any]:

@@ -11,21 +11,21 @@ from enhancement_pipeline.enhancement.job import enhance_ticket
 from enhancement_pipeline.enhancement.render import NOTE_MARKER
 from enhancement_pipeline.history.assets import ticket_history
 from enhancement_pipeline.inventory.assets import system_inventory
-from enhancement_pipeline.local.datasets import IP_TICKET_ARTICLES
-from enhancement_pipeline.local.sdp_simulator import Fault
+from enhancement_pipeline.local.datasets import IP_TICKET_ARTICLES, demo_split, history_months
+from enhancement_pipeline.local.sdp_simulator import Fault, seed_resolved_tickets
 from enhancement_pipeline.servicedesk.payloads import html_to_text
 from enhancement_pipeline_tests.conftest import TENANT, replace_resource
-from enhancement_pipeline_tests.helpers import materialize_range, months_covering, open_ticket, seed_history, split
+from enhancement_pipeline_tests.helpers import materialize_range, open_ticket
 
 
 @pytest.fixture
 def world(db, sdp_state, resources):
     """300 resolved real tickets imported through the ticket_history asset, the inventory loaded, and the
     held-out tickets ready to open."""
-    history, new = split()
+    history, new = demo_split()
     history = history[:300]
-    ids = seed_history(sdp_state, history)
-    start, end = months_covering(history)
+    ids = seed_resolved_tickets(sdp_state, history)
+    start, end = history_months(history)
     result = materialize_range([ticket_history], resources, start, end)
     assert result.success
     inv = dg.materialize([system_inventory], resources=resources,

@@ -8,17 +8,18 @@ import dagster as dg
 
 from enhancement_pipeline.history.assets import ticket_history
 from enhancement_pipeline.history.search import find_similar
-from enhancement_pipeline.local.sdp_simulator import Fault
+from enhancement_pipeline.local.datasets import demo_split
+from enhancement_pipeline.local.sdp_simulator import Fault, seed_resolved_tickets
 from enhancement_pipeline.servicedesk.payloads import html_to_text
 from enhancement_pipeline_tests.conftest import TENANT
-from enhancement_pipeline_tests.helpers import materialize_range, seed_history, split
+from enhancement_pipeline_tests.helpers import materialize_range
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def test_one_partition_imports_only_its_month(db, sdp_state, resources):
-    history, _ = split(now=NOW)
-    seed_history(sdp_state, history[:400])
+    history, _ = demo_split(now=NOW)
+    seed_resolved_tickets(sdp_state, history[:400])
     sdp_state.add_request(subject="still open", created_millis=int(NOW.timestamp() * 1000) - 86_400_000 * 40)
     month = "2026-05-01"
     expected = {t.subject for t in history[:400] if t.resolved_at.strftime("%Y-%m-01") == month}
@@ -30,8 +31,8 @@ def test_one_partition_imports_only_its_month(db, sdp_state, resources):
 
 
 def test_range_backfill_is_one_run_and_rerunning_changes_nothing(db, sdp_state, resources):
-    history, _ = split(now=NOW)
-    seed_history(sdp_state, history[:300])
+    history, _ = demo_split(now=NOW)
+    seed_resolved_tickets(sdp_state, history[:300])
     instance = dg.DagsterInstance.ephemeral()
     first = materialize_range([ticket_history], resources, "2024-11-01", "2026-10-01", instance)
     snapshot = db.execute("SELECT ticket_id, subject, description, resolution, resolved_at FROM ticket_history "
@@ -45,8 +46,8 @@ def test_range_backfill_is_one_run_and_rerunning_changes_nothing(db, sdp_state, 
 
 
 def test_a_failing_ticket_does_not_stop_the_backfill(db, sdp_state, resources):
-    history, _ = split(now=NOW)
-    ids = seed_history(sdp_state, history[:50])
+    history, _ = demo_split(now=NOW)
+    ids = seed_resolved_tickets(sdp_state, history[:50])
     broken = ids[history[0].article_id]
     sdp_state.faults.append(Fault(match=f"GET /api/v3/requests/{broken}$", status=500, sdp_code=4004, times=100))
     result = materialize_range([ticket_history], resources, "2024-11-01", "2026-10-01")
@@ -57,9 +58,9 @@ def test_a_failing_ticket_does_not_stop_the_backfill(db, sdp_state, resources):
 def test_similar_search_finds_the_ticket_with_the_same_problem(db, sdp_state, resources):
     # A real pair: the held-out "405 Method Not Allowed in a hybrid deployment" ticket and the history ticket
     # "Exception has been thrown by the target" quote the same MRS proxy failure in their IIS logs.
-    history, new = split(now=NOW)
+    history, new = demo_split(now=NOW)
     twin = next(t for t in history if t.article_id.endswith("move-mailboxes/hybrid-deployment-errors"))
-    seed_history(sdp_state, [*history[:300], twin])
+    seed_resolved_tickets(sdp_state, [*history[:300], twin])
     materialize_range([ticket_history], resources, "2024-11-01", "2026-10-01")
     ticket = next(t for t in new if t.article_id.endswith("endpoint-connection-405-error"))
     found = find_similar(db, TENANT, f"{ticket.subject}\n{html_to_text(ticket.description_html)}")
