@@ -1,46 +1,66 @@
-"""The one ``Definitions`` object: assets, the per-ticket job, its sensor, and resources chosen here.
+"""The one ``Definitions`` object: per-tenant assets, checks and sensors, the per-ticket job, and resources.
 
-Resources read the environment (``settings.py``). A value that may hold a secret (the database URL) is
-bound with ``EnvVar`` when its variable is set, so the UI shows the variable's name, not its value; API
-keys are read by name at call time (``*_API_KEY_ENV``).
+Everything per tenant is built from the tenants file (``tenants.py``): ``<tenant>/ticket_history`` with its
+checks, ``<tenant>/system_inventory``, and the tenant's sensors. Resources read the environment
+(``settings.py``); a value that may hold a secret (a database or Redis URL) is bound with ``EnvVar`` when its
+variable is set, so the UI shows the variable's name, not its value; API keys are read by name at call time.
 """
 
+
 import os
+from collections.abc import Sequence
 
 import dagster as dg
 
 from enhancement_pipeline.enhancement.job import enhance_ticket
 from enhancement_pipeline.enhancement.llm import LlmResource
-from enhancement_pipeline.history.assets import ticket_history
-from enhancement_pipeline.inventory.assets import system_inventory
-from enhancement_pipeline.knowledge.client import KnowledgeBaseResource
-from enhancement_pipeline.servicedesk.resource import ServiceDeskResource
-from enhancement_pipeline.servicedesk.sensors import new_ticket_sensor
+from enhancement_pipeline.history.assets import build_ticket_history
+from enhancement_pipeline.history.checks import build_history_checks
+from enhancement_pipeline.inventory.assets import build_system_inventory
+from enhancement_pipeline.inventory.sensors import build_inventory_sensor
+from enhancement_pipeline.knowledge.client import KbEndpoint, KnowledgeBaseResource
+from enhancement_pipeline.servicedesk.resource import SdpEndpoint, ServiceDeskResource
+from enhancement_pipeline.servicedesk.sensors import build_new_ticket_sensor, build_resolved_ticket_sensor
 from enhancement_pipeline.settings import Settings, get_settings
 from enhancement_pipeline.storage.cache import RedisCacheResource
 from enhancement_pipeline.storage.postgres import PostgresResource
+from enhancement_pipeline.tenants import Tenant, tenants_for
 
 
 def _secret_or(name: str, default: str) -> str | dg.EnvVar:
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 
-def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
-    """Resources for ``settings``; tests and the demo pass their own settings."""
-    cache = RedisCacheResource(redis_url=_secret_or("REDIS_URL", settings.redis_url))
+def build_resources(settings: Settings, tenants: Sequence[Tenant] | None = None) -> dict[str, dg.ConfigurableResource]:
+    """Resources for ``settings`` and ``tenants`` (default: those ``settings`` declares); tests and the demo
+    pass their own."""
+    tenants = tenants_for(settings) if tenants is None else tenants
+    redis_url = _secret_or("REDIS_URL", settings.redis_url)
     return {
-        "sdp": ServiceDeskResource(tenant_id=settings.tenant_id, base_url=settings.sdp_base_url,
-                                   api_key_env=settings.sdp_api_key_env, auth_scheme=settings.sdp_auth_scheme),
+        "sdp": ServiceDeskResource(endpoints=[SdpEndpoint.for_tenant(t) for t in tenants], budget_redis_url=redis_url),
         "postgres": PostgresResource(database_url=_secret_or("DATABASE_URL", settings.database_url)),
-        "kb": KnowledgeBaseResource(base_url=settings.kb_base_url, cache=cache),
+        "kb": KnowledgeBaseResource(
+            endpoints=[KbEndpoint(tenant_id=t.tenant_id, base_url=t.kb.base_url, cache_ttl_s=t.kb.cache_ttl_s)
+                       for t in tenants],
+            cache=RedisCacheResource(redis_url=redis_url)),
         "llm": LlmResource(base_url=settings.llm_base_url, api_key_env=settings.llm_api_key_env,
                            model=settings.llm_model),
     }
 
 
-defs = dg.Definitions(
-    assets=[ticket_history, system_inventory],
-    jobs=[enhance_ticket],
-    sensors=[new_ticket_sensor],
-    resources=build_resources(get_settings()),
-)
+def build_definitions(settings: Settings, tenants: Sequence[Tenant] | None = None) -> dg.Definitions:
+    """Assets, checks, sensors and resources for every tenant."""
+    tenants = tenants_for(settings) if tenants is None else tenants
+    assets, checks, sensors = [], [], []
+    for tenant in tenants:
+        history = build_ticket_history(tenant)
+        assets += [history, build_system_inventory(tenant)]
+        checks += build_history_checks(tenant)
+        sensors += [build_new_ticket_sensor(tenant), build_resolved_ticket_sensor(tenant)]
+        if tenant.inventory_dir is not None:
+            sensors.append(build_inventory_sensor(tenant))
+    return dg.Definitions(assets=assets, asset_checks=checks, jobs=[enhance_ticket], sensors=sensors,
+                          resources=build_resources(settings, tenants))
+
+
+defs = build_definitions(get_settings())

@@ -1,7 +1,8 @@
 """Configuration read from the environment.
 
 Every value has a local default that points at the project's own services (``make demo``); production
-sets the environment variables below. Secrets are never held here: only the *names* of the environment
+sets the environment variables below. Several tenants are declared in a tenants file (``TENANTS_FILE``, see
+``tenants.py``); without one, the single-tenant variables here describe the one tenant. Secrets are never held here: only the *names* of the environment
 variables that carry them (``SDP_API_KEY_ENV``, ``LLM_API_KEY_ENV``), read at the moment of use, so no
 secret ends up in Dagster run config, resource config shown in the UI, or logs.
 """
@@ -24,7 +25,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
-    tenant_id: str = Field("default", description="Tenant (MSP customer) this deployment serves.")
+    tenants_file: Path | None = Field(None, description="YAML file declaring the tenants (see tenants.py); "
+                                                       "when unset, the single-tenant variables below apply.")
+    tenant_id: str = Field("default", description="Tenant (MSP customer) this deployment serves, without a tenants file.")
     database_url: str = Field(
         "postgresql://postgres@127.0.0.1:5432/enhancement",
         description="libpq URL of the app database (ticket_history, system_inventory, note ledger).",
@@ -37,6 +40,9 @@ class Settings(BaseSettings):
     )
     sdp_api_key_env: str = Field("SDP_API_KEY", description="Name of the env var holding the SDP authtoken.")
     sdp_auth_scheme: str = Field("authtoken", description="'authtoken' (on-prem) or 'zoho-oauthtoken' (cloud).")
+    sdp_request_budget_per_s: int = Field(10, ge=1, description="SDP requests per second that imports and the "
+                                                                 "resolved-ticket sensor may send.")
+    sdp_import_concurrency: int = Field(8, ge=1, description="Tickets fetched at once by a history import.")
 
     kb_base_url: str = Field("http://127.0.0.1:8081", description="Knowledge-base search API root.")
 
@@ -45,13 +51,17 @@ class Settings(BaseSettings):
     llm_model: str = Field("openai/gpt-4o-mini")
 
     history_start_date: str = Field("2024-01-01", description="First monthly partition of ticket_history.")
-    inventory_path: Path = Field(
-        PACKAGED_DATA_DIR / "system_inventory.csv",
-        description="The data team's inventory file (CSV) loaded into system_inventory.",
+    inventory_dir: Path = Field(
+        PACKAGED_DATA_DIR,
+        description="Folder where the data team drops inventory files (*.csv, *.parquet) for system_inventory.",
     )
     new_ticket_sensor_interval_s: int = Field(
         5, ge=1, description="Polling interval of new_ticket_sensor (the Dagster daemon ticks sensors every 5 s at most)."
     )
+    resolved_ticket_sensor_interval_s: int = Field(
+        30, ge=1, description="Polling interval of resolved_ticket_sensor (seconds)."
+    )
+    inventory_sensor_interval_s: int = Field(30, ge=1, description="How often the inventory folder is looked at.")
     new_ticket_lookback_minutes: int = Field(
         15, ge=0, description="On its first tick the sensor also enhances tickets created this long ago."
     )

@@ -16,6 +16,7 @@ from enhancement_pipeline.local import kb_simulator, llm_simulator, sdp_simulato
 from enhancement_pipeline.local.http_server import BackgroundServer, serve_in_thread
 from enhancement_pipeline.local.services import EmbeddedPostgres, EmbeddedRedis
 from enhancement_pipeline.settings import Settings
+from enhancement_pipeline.tenants import Tenant, tenant_from_settings
 from enhancement_pipeline.storage.migrations import migrate
 from enhancement_pipeline.storage.postgres import close_pools
 
@@ -104,9 +105,16 @@ def api_keys() -> Iterator[None]:
 def settings(database_url: str, redis_server: EmbeddedRedis, sdp_server: BackgroundServer,
              kb_server: BackgroundServer, llm_server: BackgroundServer) -> Settings:
     """Settings pointing at the session's services, with the LLM simulator configured."""
+    # The request budget is tested on its own (test_budget.py); here it must not slow the imports down.
     return Settings(tenant_id=TENANT, database_url=database_url, redis_url=redis_server.url(),
                     sdp_base_url=sdp_server.url, kb_base_url=kb_server.url, llm_base_url=f"{llm_server.url}/v1",
-                    llm_api_key_env="TEST_LLM_API_KEY", llm_model="sim/model")
+                    llm_api_key_env="TEST_LLM_API_KEY", llm_model="sim/model", sdp_request_budget_per_s=10_000)
+
+
+@pytest.fixture
+def tenant(settings: Settings) -> Tenant:
+    """The one tenant of the test settings (``acme``), as the definitions see it without a tenants file."""
+    return tenant_from_settings(settings)
 
 
 @pytest.fixture

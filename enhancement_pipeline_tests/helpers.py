@@ -6,9 +6,13 @@ from datetime import datetime
 
 import dagster as dg
 
+from enhancement_pipeline.history.assets import build_ticket_history
+from enhancement_pipeline.history.checks import build_history_checks
+from enhancement_pipeline.inventory.assets import build_system_inventory
 from enhancement_pipeline.local.datasets import ArticleTicket
 from enhancement_pipeline.local.sdp_simulator import SdpState
 from enhancement_pipeline.servicedesk.payloads import datetime_to_millis
+from enhancement_pipeline.tenants import Tenant
 
 
 def open_ticket(state: SdpState, t: ArticleTicket, created: datetime | None = None) -> str:
@@ -18,8 +22,17 @@ def open_ticket(state: SdpState, t: ArticleTicket, created: datetime | None = No
                              created_millis=created_ms)["id"]
 
 
-def materialize_range(assets, resources, start: str, end: str, instance=None):
+def materialize_range(assets, resources, start: str, end: str, instance=None, **kw):
     """A single-run backfill of ``start``..``end`` (monthly partition keys), as the UI and CLI launch it."""
     return dg.materialize(assets, resources=resources, instance=instance or dg.DagsterInstance.ephemeral(),
                           tags={"dagster/asset_partition_range_start": start,
-                                "dagster/asset_partition_range_end": end})
+                                "dagster/asset_partition_range_end": end}, **kw)
+
+
+def history_defs(tenant: Tenant) -> list:
+    """The tenant's ticket_history asset and its checks, as the definitions build them."""
+    return [build_ticket_history(tenant), *build_history_checks(tenant)]
+
+
+def inventory_asset(tenant: Tenant) -> dg.AssetsDefinition:
+    return build_system_inventory(tenant)

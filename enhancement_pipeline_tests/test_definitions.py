@@ -1,8 +1,25 @@
-"""Every definition loads, with the wiring the UI and the daemon rely on."""
+"""Every definition loads, per tenant from the tenants file, with the wiring the UI and the daemon rely on."""
 
 from __future__ import annotations
 
 import dagster as dg
+import pytest
+
+from enhancement_pipeline.settings import Settings
+from enhancement_pipeline.tenants import TenantsFileError, load_tenants_file
+
+TENANTS_YAML = """
+tenants:
+  - tenant_id: contoso
+    name: Contoso Ltd
+    history_start_date: 2023-07-01
+    inventory_dir: {inventory}
+    sdp: {{base_url: "https://sdp.contoso.example:8080", api_key_env: CONTOSO_SDP_KEY, request_budget_per_s: 4}}
+    kb: {{base_url: "https://kb.contoso.example", cache_ttl_s: 600}}
+  - tenant_id: fabrikam
+    sdp: {{base_url: "https://sdpondemand.manageengine.com/app/fabrikam", auth_scheme: zoho-oauthtoken}}
+    kb: {{base_url: "https://kb.fabrikam.example"}}
+"""
 
 
 def test_definitions_load():
@@ -14,13 +31,56 @@ def test_definitions_load():
     assert set(job.graph.node_names()) == {"load_ticket", "similar_tickets", "knowledge_articles",
                                             "inventory_lookup", "synthesize_note", "post_note"}
     assert job.executor_def.name == "in_process"
-    sensor = defs.resolve_sensor_def("new_ticket_sensor")
-    assert sensor.job_name == "enhance_ticket"
-    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    history = defs.resolve_assets_def("ticket_history")
-    assert isinstance(history.partitions_def, dg.MonthlyPartitionsDefinition)
-    assert history.backfill_policy == dg.BackfillPolicy.single_run()
     assert set(defs.resources) == {"sdp", "postgres", "kb", "llm"}
+
+
+def test_each_tenant_of_the_file_gets_its_assets_checks_and_sensors(tmp_path):
+    from enhancement_pipeline.definitions import build_definitions
+
+    path = tmp_path / "tenants.yaml"
+    path.write_text(TENANTS_YAML.format(inventory=tmp_path))
+    defs = build_definitions(Settings(tenants_file=path))
+    defs.get_repository_def().load_all_definitions()
+    graph = defs.resolve_asset_graph()
+    assert graph.get_all_asset_keys() == {dg.AssetKey([t, a]) for t in ("contoso", "fabrikam")
+                                          for a in ("ticket_history", "system_inventory")}
+    history = defs.resolve_assets_def(dg.AssetKey(["contoso", "ticket_history"]))
+    assert isinstance(history.partitions_def, dg.MonthlyPartitionsDefinition)
+    assert history.partitions_def.get_first_partition_key() == "2023-07-01"
+    assert history.backfill_policy == dg.BackfillPolicy.single_run()
+    assert {(k.asset_key.path[0], k.name) for k in graph.asset_check_keys} == {
+        (t, c) for t in ("contoso", "fabrikam")
+        for c in ("one_row_per_ticket", "resolution_present", "count_matches_sdp")} | {
+        (t, "no_rejected_rows") for t in ("contoso", "fabrikam")}
+    sensors = {s.name: s for s in defs.sensors}
+    # One pair of SDP sensors per tenant; an inventory sensor where the tenant has an inventory folder.
+    assert set(sensors) == {"contoso__new_ticket_sensor", "contoso__resolved_ticket_sensor",
+                            "contoso__inventory_file_sensor", "fabrikam__new_ticket_sensor",
+                            "fabrikam__resolved_ticket_sensor"}
+    assert sensors["contoso__new_ticket_sensor"].job_name == "enhance_ticket"
+    assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
+    sdp = defs.resources["sdp"]
+    assert sdp.endpoint("contoso").request_budget_per_s == 4
+    assert sdp.endpoint("fabrikam").auth_scheme == "zoho-oauthtoken"
+    assert defs.resources["kb"].endpoint("contoso").cache_ttl_s == 600
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("tenants: []", "tenants: List should have at least 1 item"),
+    ("tenants:\n  - {tenant_id: Bad-Name, sdp: {base_url: x}, kb: {base_url: y}}", "tenants.0.tenant_id"),
+    ("tenants:\n  - {tenant_id: a, sdp: {base_url: x, api_key: leaked}, kb: {base_url: y}}", "sdp.api_key"),
+    ("tenants:\n  - {tenant_id: a, sdp: {base_url: x}, kb: {base_url: y}, history_start_date: 2024-01-15}",
+     "first day of a month"),
+    ("tenants:\n  - {tenant_id: a, sdp: {base_url: x}, kb: {base_url: y}}\n"
+     "  - {tenant_id: a, sdp: {base_url: x}, kb: {base_url: y}}", "declared more than once: a"),
+    ("tenants: [unclosed", "cannot read tenants file"),
+])
+def test_a_bad_tenants_file_is_a_clear_error(tmp_path, text, message):
+    path = tmp_path / "tenants.yaml"
+    path.write_text(text)
+    with pytest.raises(TenantsFileError, match=str(path)) as caught:
+        load_tenants_file(path)
+    assert message in str(caught.value)
 
 
 def test_no_secret_in_resource_config(monkeypatch):
@@ -29,6 +89,7 @@ def test_no_secret_in_resource_config(monkeypatch):
     monkeypatch.setenv("SDP_API_KEY", "super-secret-sdp")
     monkeypatch.setenv("LLM_API_KEY", "super-secret-llm")
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:super-secret-pw@db/x")
+    monkeypatch.setenv("REDIS_URL", "redis://:super-secret-redis@cache:6379/0")
     from enhancement_pipeline import definitions
 
     resources = definitions.build_resources(definitions.get_settings())

@@ -33,7 +33,7 @@ S = TypeVar("S", bound=ContextSection)
 
 
 class TicketConfig(dg.Config):
-    """Which ticket this run enhances (set by ``new_ticket_sensor``, or by hand in the Launchpad)."""
+    """Which ticket this run enhances (set by the tenant's ``new_ticket_sensor``, or by hand in the Launchpad)."""
 
     tenant_id: str
     ticket_id: str
@@ -42,7 +42,7 @@ class TicketConfig(dg.Config):
 @dg.op(description="Fetch the full request from ServiceDesk Plus (GET /api/v3/requests/{id}).")
 def load_ticket(context: dg.OpExecutionContext, config: TicketConfig, sdp: ServiceDeskResource) -> Ticket:
     started = time.perf_counter()
-    with sdp.client() as client:
+    with sdp.client(config.tenant_id) as client:
         request = parse_request(client.get_request(config.ticket_id))
         resolution = resolution_text(client.get_resolution(config.ticket_id)) if request.resolved_time else None
     ticket = to_ticket(config.tenant_id, request, resolution)
@@ -129,9 +129,9 @@ def synthesize_note(context: dg.OpExecutionContext, ticket: Ticket, similar: Sim
 def post_note(context: dg.OpExecutionContext, note: Note, sdp: ServiceDeskResource,
               postgres: PostgresResource) -> None:
     started = time.perf_counter()
-    with sdp.client() as client:
+    with sdp.client(note.tenant_id) as client:
         result = post_note_once(postgres.connection, client, note, context.run_id)
     context.log.info(f"note {result.status} on ticket {note.ticket_id}: note id {result.note_id}")
     context.add_output_metadata({"status": result.status, "note_id": result.note_id, "attempts": result.attempts,
-                                 "ticket_url": dg.MetadataValue.url(sdp.request_url(note.ticket_id)),
+                                 "ticket_url": dg.MetadataValue.url(sdp.request_url(note.tenant_id, note.ticket_id)),
                                  "ms": round((time.perf_counter() - started) * 1000, 1)})

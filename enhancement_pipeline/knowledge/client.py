@@ -32,20 +32,34 @@ class _SearchAnswer(BaseModel):
     articles: list[_ArticleRow] = Field(default_factory=list)
 
 
-class KnowledgeBaseResource(dg.ConfigurableResource):
-    """``GET {base_url}/api/v1/articles/search?query=&limit=`` with a Redis cache in front.
+class KbEndpoint(dg.Config):
+    """One tenant's knowledge base: the search API's root and how long answers are cached (seconds)."""
 
-    Cache keys are ``kb:{tenant}:{sha256(limit, query)}``, TTL ``cache_ttl_s`` (seconds). A Redis outage only
-    costs cache hits. Raises ``KnowledgeBaseError`` when the API fails.
+    tenant_id: str
+    base_url: str
+    cache_ttl_s: int = 3600
+
+
+class KnowledgeBaseResource(dg.ConfigurableResource):
+    """``GET {base_url}/api/v1/articles/search?query=&limit=`` of the tenant's KB, with a Redis cache in front.
+
+    Cache keys are ``kb:{tenant}:{sha256(limit, query)}``, TTL the endpoint's ``cache_ttl_s``. A Redis outage
+    only costs cache hits. Raises ``KnowledgeBaseError`` when the API fails or the tenant has no KB declared.
     """
 
-    base_url: str
+    endpoints: list[KbEndpoint]
     cache: RedisCacheResource
     timeout_s: float = 10.0
-    cache_ttl_s: int = 3600
+
+    def endpoint(self, tenant_id: str) -> KbEndpoint:
+        for endpoint in self.endpoints:
+            if endpoint.tenant_id == tenant_id:
+                return endpoint
+        raise KnowledgeBaseError(f"no knowledge base declared for tenant {tenant_id!r}")
 
     def search(self, tenant_id: str, query: str, limit: int = 5) -> tuple[list[KbArticle], bool]:
         """(articles best first, whether they came from the cache)."""
+        endpoint = self.endpoint(tenant_id)
         digest = hashlib.sha256(f"{limit}\n{query}".encode()).hexdigest()
         key = f"kb:{tenant_id}:{digest}"
         cached = self.cache.get(key)
@@ -55,7 +69,7 @@ class KnowledgeBaseResource(dg.ConfigurableResource):
             except (ValueError, ValidationError):
                 log.warning("ignoring unreadable cache entry %s", key)
         try:
-            response = httpx.get(f"{self.base_url.rstrip('/')}/api/v1/articles/search",
+            response = httpx.get(f"{endpoint.base_url.rstrip('/')}/api/v1/articles/search",
                                  params={"query": query, "limit": limit}, timeout=self.timeout_s)
             response.raise_for_status()
             answer = _SearchAnswer.model_validate(response.json())
@@ -63,5 +77,6 @@ class KnowledgeBaseResource(dg.ConfigurableResource):
             raise KnowledgeBaseError(f"KB search failed: {type(exc).__name__}: {exc}") from exc
         articles = [KbArticle(article_id=a.id, title=a.title, url=a.url, summary=a.summary or "", score=a.score)
                     for a in answer.articles]
-        self.cache.set(key, json.dumps([a.model_dump() for a in articles]), self.cache_ttl_s)
+        if endpoint.cache_ttl_s:
+            self.cache.set(key, json.dumps([a.model_dump() for a in articles]), endpoint.cache_ttl_s)
         return articles, False

@@ -94,7 +94,12 @@ class Fault:
 
 @dataclass
 class SdpState:
-    """Requests, notes and resolutions; every mutation under ``lock``."""
+    """Requests, notes and resolutions; every mutation under ``lock``.
+
+    ``latency_s`` delays every API answer (seconds, without blocking other calls). ``cache_lists`` keeps each
+    filtered, sorted list between pages until a request changes through these methods: for benchmarks over
+    tens of thousands of requests; leave it off when a test edits ``requests`` directly.
+    """
 
     api_key: str
     requests: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -103,8 +108,10 @@ class SdpState:
     faults: list[Fault] = field(default_factory=list)
     calls: Counter = field(default_factory=Counter)
     latency_s: float = 0.0
+    cache_lists: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
     _next: int = 1
+    _list_cache: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def next_ids(self) -> tuple[str, str]:
         with self.lock:
@@ -139,6 +146,7 @@ class SdpState:
             "cancel_flag_comments": None, "has_notes": False, "has_draft": False, "attachments": [],
         }
         with self.lock:
+            self._list_cache.clear()
             self.requests[rid] = record
             self.notes[rid] = []
             if resolution_html is not None:
@@ -163,6 +171,7 @@ class SdpState:
                 "added_by": _user("API Technician"), "added_time": sdp_datetime(millis),
                 "last_updated_by": None, "last_updated_time": None,
             }
+            self._list_cache.clear()
             self.notes[rid].append(stored)
             request["has_notes"] = True
             request["last_updated_time"] = sdp_datetime(millis)
@@ -171,6 +180,7 @@ class SdpState:
     def update_request(self, rid: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Apply a ``PUT /requests/{id}`` body: subject, description, status (by name); stamps times."""
         with self.lock:
+            self._list_cache.clear()
             request = self._get(rid)
             millis = now_millis()
             for key in ("subject", "description"):
@@ -190,6 +200,7 @@ class SdpState:
 
     def set_resolution(self, rid: str, content: str) -> dict[str, Any]:
         with self.lock:
+            self._list_cache.clear()
             request = self._get(rid)
             millis = now_millis()
             self.resolutions[rid] = {"content": content, "submitted_on": sdp_datetime(millis),
@@ -215,10 +226,15 @@ class SdpState:
         if isinstance(criteria, dict):
             criteria = [criteria]
         fields = list_info.get("search_fields") or {}
+        cache_key = json.dumps([criteria, fields, sort_field, descending], sort_keys=True, default=str)
         with self.lock:
-            rows = [r for r in self.requests.values()
-                    if _matches_all(r, criteria or []) and _matches_fields(r, fields)]
-        rows.sort(key=lambda r: (_sort_key(_field(r, sort_field)), int(r["id"])), reverse=descending)
+            rows = self._list_cache.get(cache_key) if self.cache_lists else None
+            if rows is None:
+                rows = [r for r in self.requests.values()
+                        if _matches_all(r, criteria or []) and _matches_fields(r, fields)]
+                rows.sort(key=lambda r: (_sort_key(_field(r, sort_field)), int(r["id"])), reverse=descending)
+                if self.cache_lists:
+                    self._list_cache[cache_key] = rows
         page = rows[start_index - 1:start_index - 1 + row_count]
         extra = list(list_info.get("fields_required") or [])
         out = []

@@ -92,7 +92,7 @@ def check_response(response: httpx.Response) -> dict[str, Any]:
         snippet = response.text[:200].replace("\n", " ")
         if response.status_code == 429:
             raise SdpRateLimited(f"HTTP 429: {snippet}", http_status=429, sdp_code=4015,
-                                 retry_after_s=_retry_after(response))
+                                 retry_after_s=retry_after_s(response))
         if response.status_code in (401, 403):
             raise SdpAuthError(f"HTTP {response.status_code}: {snippet}", http_status=response.status_code)
         raise SdpServerError(f"non-JSON response (HTTP {response.status_code}): {snippet}",
@@ -110,7 +110,7 @@ def check_response(response: httpx.Response) -> dict[str, Any]:
     message = f"HTTP {response.status_code}, SDP {sdp_code}: {text}"
     kw = {"http_status": response.status_code, "sdp_code": sdp_code, "messages": messages}
     if response.status_code == 429 or sdp_code == 4015:
-        raise SdpRateLimited(message, retry_after_s=_retry_after(response), **kw)
+        raise SdpRateLimited(message, retry_after_s=retry_after_s(response), **kw)
     if response.status_code in (401, 403) or sdp_code in (4022, 4002):
         raise SdpAuthError(message, **kw)
     if response.status_code == 404 or sdp_code == 4007:
@@ -120,7 +120,8 @@ def check_response(response: httpx.Response) -> dict[str, Any]:
     raise SdpRequestError(message, **kw)
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def retry_after_s(response: httpx.Response) -> float | None:
+    """The response's ``Retry-After`` in seconds, or None when absent or an HTTP-date."""
     value = response.headers.get("Retry-After")
     try:
         return max(0.0, float(value)) if value is not None else None
@@ -229,6 +230,16 @@ class ServiceDeskClient:
             if not info.get("has_more_rows") or not rows:
                 return
             start_index += len(rows)
+
+    def count_requests(self, search_criteria: list[dict] | dict | None = None) -> int:
+        """How many requests match (``get_total_count``). Raises ``SdpError`` when SDP does not report a count."""
+        list_info: dict[str, Any] = {"row_count": 1, "start_index": 1, "get_total_count": True}
+        if search_criteria:
+            list_info["search_criteria"] = search_criteria
+        _, info = self.list_requests_page(list_info)
+        if not isinstance(info.get("total_count"), int):
+            raise SdpError(f"SDP answered no total_count for {list_info}")
+        return info["total_count"]
 
     def get_request(self, request_id: str) -> dict[str, Any]:
         """The full request record (``GET /requests/{id}``). Raises ``SdpNotFound`` for an unknown id."""

@@ -9,27 +9,25 @@ import pytest
 
 from enhancement_pipeline.enhancement.job import enhance_ticket
 from enhancement_pipeline.enhancement.render import NOTE_MARKER
-from enhancement_pipeline.history.assets import ticket_history
-from enhancement_pipeline.inventory.assets import system_inventory
+from enhancement_pipeline.knowledge.client import KbEndpoint
 from enhancement_pipeline.local.datasets import IP_TICKET_ARTICLES, demo_split, history_months
 from enhancement_pipeline.local.sdp_simulator import Fault, seed_resolved_tickets
 from enhancement_pipeline.servicedesk.payloads import html_to_text
 from enhancement_pipeline_tests.conftest import TENANT, replace_resource
-from enhancement_pipeline_tests.helpers import materialize_range, open_ticket
+from enhancement_pipeline_tests.helpers import history_defs, inventory_asset, materialize_range, open_ticket
 
 
 @pytest.fixture
-def world(db, sdp_state, resources):
+def world(db, sdp_state, resources, tenant):
     """300 resolved real tickets imported through the ticket_history asset, the inventory loaded, and the
     held-out tickets ready to open."""
     history, new = demo_split()
     history = history[:300]
     ids = seed_resolved_tickets(sdp_state, history)
     start, end = history_months(history)
-    result = materialize_range([ticket_history], resources, start, end)
+    result = materialize_range(history_defs(tenant), resources, start, end)
     assert result.success
-    inv = dg.materialize([system_inventory], resources=resources,
-                         run_config={"ops": {"system_inventory": {"config": {"tenant_id": TENANT}}}})
+    inv = dg.materialize([inventory_asset(tenant)], resources=resources)
     assert inv.success
     return {"history": history, "history_ids": ids, "new": new}
 
@@ -110,7 +108,8 @@ def test_llm_failure_falls_back_to_deterministic_note(world, sdp_state, llm_stat
 
 def test_context_ops_degrade_instead_of_failing_the_run(world, sdp_state, llm_state, resources):
     broken = {**resources,
-              "kb": replace_resource(resources["kb"], base_url="http://127.0.0.1:9"),
+              "kb": replace_resource(resources["kb"], endpoints=[KbEndpoint(tenant_id=TENANT,
+                                                                            base_url="http://127.0.0.1:9")]),
               "postgres": replace_resource(resources["postgres"], connect_timeout_s=1.0,
                                            database_url=resources["postgres"].database_url + "_missing")}
     ticket_id = open_ticket(sdp_state, world["new"][0])

@@ -1,11 +1,10 @@
-"""system_inventory: validation with polars, load into Postgres, lookup by host and subnet."""
+"""system_inventory: validation with polars, load into Postgres, lookup by host and subnet, the folder sensor."""
 
 from __future__ import annotations
 
 import dagster as dg
 import pytest
 
-from enhancement_pipeline.inventory.assets import system_inventory
 from enhancement_pipeline.inventory.lookup import lookup_systems
 from enhancement_pipeline.inventory.validation import (
     InventoryFileError,
@@ -13,6 +12,7 @@ from enhancement_pipeline.inventory.validation import (
     validate_inventory,
 )
 from enhancement_pipeline_tests.conftest import TENANT
+from enhancement_pipeline_tests.helpers import inventory_asset
 
 CSV = """ip_address,hostname,role,client,location
 10.0.0.0/24,,Office LAN,Contoso,Leeds
@@ -25,27 +25,35 @@ CSV = """ip_address,hostname,role,client,location
 """
 
 
-def materialize(resources, path, tenant=TENANT):
-    return dg.materialize([system_inventory], resources=resources,
-                          run_config={"ops": {"system_inventory": {"config": {"path": str(path),
-                                                                              "tenant_id": tenant}}}})
+def materialize(resources, tenant, path=None, **kw):
+    config = {"ops": {f"{TENANT}__system_inventory": {"config": {"path": str(path)}}}} if path else None
+    return dg.materialize([inventory_asset(tenant)], resources=resources, run_config=config, **kw)
 
 
-def test_bad_rows_are_rejected_with_reasons_and_counted(tmp_path, db, resources):
+def metadata(result) -> dict:
+    return {k: v.value for k, v in result.asset_materializations_for_node(f"{TENANT}__system_inventory")[0]
+            .metadata.items()}
+
+
+def test_bad_rows_are_rejected_with_reasons_counted_and_checked(tmp_path, db, resources, tenant):
     path = tmp_path / "inventory.csv"
     path.write_text(CSV)
-    result = materialize(resources, path)
-    meta = result.asset_materializations_for_node("system_inventory")[0].metadata
-    assert meta["rows_loaded"].value == 3 and meta["rows_rejected"].value == 4
-    table = meta["rejected_rows"].value
-    assert "| 4 | `10.0.0.300`" in table and "duplicate of line 3" in table and "ip_address is empty" in table
+    result = materialize(resources, tenant, path)
+    meta = metadata(result)
+    assert meta["rows_loaded"] == 3 and meta["rows_rejected"] == 4
+    table = meta["rejected_rows"]
+    assert "| inventory.csv | 4 | `10.0.0.300`" in table and "duplicate of line 3" in table
+    assert "ip_address is empty" in table
     assert db.execute("SELECT count(*) FROM system_inventory WHERE tenant_id = %s", (TENANT,)).fetchone()[0] == 3
+    check, = result.get_asset_check_evaluations()
+    assert check.check_name == "no_rejected_rows" and not check.passed
+    assert check.severity == dg.AssetCheckSeverity.WARN and check.metadata["rows_rejected"].value == 4
 
 
-def test_host_matches_its_own_record_then_its_subnet(tmp_path, db, resources):
+def test_host_matches_its_own_record_then_its_subnet(tmp_path, db, resources, tenant):
     path = tmp_path / "inventory.csv"
     path.write_text(CSV)
-    materialize(resources, path)
+    materialize(resources, tenant, path)
     found = lookup_systems(db, TENANT, ["10.0.0.5", "10.0.0.99", "2001:db8::10", "172.16.0.1"])
     assert [(s.ip_address, s.matched, s.hostname or s.role) for s in found] == [
         ("10.0.0.5", "10.0.0.5", "CD-DC01"),
@@ -55,14 +63,14 @@ def test_host_matches_its_own_record_then_its_subnet(tmp_path, db, resources):
     assert lookup_systems(db, "another-tenant", ["10.0.0.5"]) == []
 
 
-def test_reload_tracks_changes_and_deletions(tmp_path, db, resources):
+def test_reload_tracks_changes_and_deletions(tmp_path, db, resources, tenant):
     path = tmp_path / "inventory.csv"
     path.write_text("ip_address,hostname\n10.1.0.1,A\n10.1.0.2,B\n")
-    materialize(resources, path)
+    materialize(resources, tenant, path)
     stamp = dict(db.execute("SELECT host(ip_address), updated_at FROM system_inventory").fetchall())
     path.write_text("ip_address,hostname\n10.1.0.1,A\n10.1.0.3,C-renamed\n")
-    meta = materialize(resources, path).asset_materializations_for_node("system_inventory")[0].metadata
-    assert (meta["inserted"].value, meta["updated"].value, meta["unchanged"].value, meta["deleted"].value) == (1, 0, 1, 1)
+    meta = metadata(materialize(resources, tenant, path))
+    assert (meta["inserted"], meta["updated"], meta["unchanged"], meta["deleted"]) == (1, 0, 1, 1)
     after = dict(db.execute("SELECT host(ip_address), updated_at FROM system_inventory").fetchall())
     assert after["10.1.0.1"] == stamp["10.1.0.1"] and "10.1.0.2" not in after
 
@@ -79,3 +87,69 @@ def test_shipped_inventory_is_valid():
 
     accepted, rejected = validate_inventory(read_inventory_file(str(PACKAGED_DATA_DIR / "system_inventory.csv")))
     assert rejected == [] and accepted.height > 200
+
+
+def folder_tenant(tenant, folder):
+    return tenant.model_copy(update={"inventory_dir": folder})
+
+
+def test_a_folder_of_csv_and_parquet_files_is_one_inventory(tmp_path, db, resources, tenant):
+    import polars as pl
+
+    (tmp_path / "contoso.csv").write_text("ip_address,hostname,client\n10.2.0.1,CON-DC01,Contoso\n"
+                                          "10.2.0.0/16,,Contoso\n")
+    pl.DataFrame({"ip_address": ["2001:DB8::20", "10.2.0.1"], "hostname": ["FAB-WEB", "CLASH"],
+                  "client": ["Fabrikam", "Fabrikam"]}).write_parquet(tmp_path / "fabrikam.parquet")
+    (tmp_path / ".contoso.csv.swp").write_text("not,inventory\n")
+    (tmp_path / "notes.txt").write_text("ignored")
+    result = materialize(resources, folder_tenant(tenant, tmp_path))
+    meta = metadata(result)
+    assert meta["files"] == "contoso.csv, fabrikam.parquet"
+    assert meta["rows_loaded"] == 3 and meta["rows_rejected"] == 1
+    assert "| fabrikam.parquet | 3 | `10.2.0.1` | duplicate of contoso.csv line 2 |" in meta["rejected_rows"]
+    found = lookup_systems(db, TENANT, ["2001:db8::20", "10.2.99.9"])
+    assert [(s.hostname, s.matched) for s in found] == [("FAB-WEB", "2001:db8::20"), (None, "10.2.0.0/16")]
+
+
+def test_an_empty_folder_or_a_broken_file_changes_nothing(tmp_path, db, resources, tenant):
+    (tmp_path / "a.csv").write_text("ip_address,hostname\n10.3.0.1,A\n")
+    materialize(resources, folder_tenant(tenant, tmp_path))
+    (tmp_path / "a.csv").unlink()
+    empty = materialize(resources, folder_tenant(tenant, tmp_path), raise_on_error=False)
+    (tmp_path / "b.csv").write_text("host,role\nx,y\n")
+    broken = materialize(resources, folder_tenant(tenant, tmp_path), raise_on_error=False)
+    assert not empty.success and not broken.success
+    assert db.execute("SELECT host(ip_address) FROM system_inventory").fetchall() == [("10.3.0.1",)]
+
+
+def test_the_sensor_materializes_once_per_state_of_the_folder(tmp_path, db, resources, tenant):
+    import os
+    import time
+
+    from enhancement_pipeline.inventory.sensors import build_inventory_sensor
+
+    sensor = build_inventory_sensor(folder_tenant(tenant, tmp_path))
+
+    def tick(cursor=None):
+        return sensor(dg.build_sensor_context(cursor=cursor))
+
+    def age(path, seconds=60):
+        stamp = time.time() - seconds
+        os.utime(path, (stamp, stamp))
+
+    empty = tick()
+    assert not empty.run_requests
+    path = tmp_path / "inventory.csv"
+    path.write_text("ip_address\n10.4.0.1\n")
+    assert not tick(empty.cursor).run_requests  # still being written, perhaps: wait for it to settle
+    age(path)
+    first = tick(empty.cursor)
+    request, = first.run_requests
+    assert request.asset_selection == [dg.AssetKey([TENANT, "system_inventory"])]
+    assert request.run_key.startswith(f"{TENANT}:inventory:")
+    unchanged = tick(first.cursor)
+    assert not unchanged.run_requests
+    path.write_text("ip_address\n10.4.0.1\n10.4.0.2\n")
+    age(path, 30)
+    changed = tick(first.cursor)
+    assert changed.run_requests[0].run_key != request.run_key

@@ -1,0 +1,95 @@
+"""Reading SDP requests in order of a millisecond timestamp, resumable from a cursor. No Dagster here.
+
+Both sensors poll this way: ``new_ticket_sensor`` on ``created_time``, ``resolved_ticket_sensor`` on
+``last_updated_time``. Offset paging over a list sorted by a time that changes while we read it loses rows: a
+request updated while we are on page 3 jumps to the end, everything behind it moves up one place, and the row
+that moves onto page 2 is never read. So every page is asked for afresh from the newest timestamp read so far
+(keyset paging, ``start_index`` 1), skipping the ids already read at exactly that millisecond. A request
+updated mid-poll simply shows up again later with its new timestamp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, Field
+
+from enhancement_pipeline.servicedesk.client import MAX_ROW_COUNT, ServiceDeskClient
+from enhancement_pipeline.servicedesk.payloads import PayloadError, SdpRequest, parse_request
+
+PAGE_OVERLAP = 20
+"""When a whole page holds one millisecond (a bulk update), the next page overlaps this page by this many
+rows, so up to that many rows leaving the group while we page through it cannot make us skip one."""
+
+
+class StreamCursor(BaseModel):
+    """Where a sensor stands in SDP's stream of requests ordered by one timestamp field.
+
+    ``ms``: the timestamp (epoch ms) of the newest request already handled. ``ids_at_ms``: the ids handled
+    *at exactly that millisecond*. The next poll asks for ``field >= ms`` and skips those ids, so requests
+    sharing a timestamp are neither lost at a page or tick boundary nor handled twice. The cursor moves only
+    over requests the sensor handled, so it never passes one it has not.
+    """
+
+    ms: int = Field(validation_alias=AliasChoices("ms", "created_ms"))
+    ids_at_ms: list[str] = Field(default_factory=list)
+
+    def handled(self, ms: int, request_id: str) -> bool:
+        """Whether the request at ``ms`` is at or behind the cursor (already handled)."""
+        return ms < self.ms or (ms == self.ms and request_id in self.ids_at_ms)
+
+    def advance(self, ms: int, request_id: str) -> StreamCursor:
+        """The cursor after handling the request at ``ms`` (requests must be handled in timestamp order)."""
+        if ms > self.ms:
+            return StreamCursor(ms=ms, ids_at_ms=[request_id])
+        return StreamCursor(ms=self.ms, ids_at_ms=[*self.ids_at_ms, request_id])
+
+
+def _millis(request: SdpRequest, field: str) -> int:
+    value = getattr(request, field, None)
+    if value is None:
+        raise PayloadError(f"request {request.id} has no {field}")
+    try:
+        return int(value.value)
+    except (TypeError, ValueError):
+        raise PayloadError(f"request {request.id}: {field} {value.value!r} is not epoch milliseconds") from None
+
+
+def iter_since(client: ServiceDeskClient, field: str, cursor: StreamCursor, *,
+               criteria: list[dict[str, Any]] | None = None, page_size: int = MAX_ROW_COUNT,
+               on_malformed=None) -> Iterator[tuple[SdpRequest, int]]:
+    """Requests whose ``field`` is at or after ``cursor`` and not yet handled, oldest first: ``(request, ms)``.
+
+    ``criteria``: more ``search_criteria`` ANDed to the time condition. List rows are reduced, so ``field`` is
+    asked for with ``fields_required``. A row that does not parse (or lacks ``field``) is passed to
+    ``on_malformed(row, error)`` and skipped. Raises ``SdpError`` when SDP fails after the client's retries.
+    """
+    anchor = StreamCursor(ms=cursor.ms, ids_at_ms=list(cursor.ids_at_ms))
+    start_index = 1
+    while True:
+        search = [{"field": field, "condition": "greater or equal", "value": str(anchor.ms)}]
+        search += [{**c, "logical_operator": c.get("logical_operator", "AND")} for c in criteria or []]
+        rows, info = client.list_requests_page({
+            "row_count": page_size, "start_index": start_index, "sort_field": field, "sort_order": "asc",
+            "search_criteria": search, "fields_required": [field],
+        })
+        fresh = 0
+        for row in rows:
+            try:
+                request = parse_request(row)
+                ms = _millis(request, field)
+            except PayloadError as exc:
+                if on_malformed is not None:
+                    on_malformed(row, exc)
+                continue
+            if anchor.handled(ms, request.id):
+                continue
+            fresh += 1
+            anchor = anchor.advance(ms, request.id)
+            yield request, ms
+        if not info.get("has_more_rows") or not rows:
+            return
+        # Normally re-anchor (start_index 1 at the newest timestamp); only a page that was all one
+        # already-read millisecond needs an offset to get past it.
+        start_index = 1 if fresh else start_index + max(1, len(rows) - PAGE_OVERLAP)

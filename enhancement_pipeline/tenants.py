@@ -1,0 +1,137 @@
+"""The tenants (the MSP's customers) this deployment serves, declared in one file.
+
+``TENANTS_FILE`` names a YAML file::
+
+    tenants:
+      - tenant_id: contoso                # [a-z][a-z0-9_]*: it becomes part of asset and sensor names
+        name: Contoso Ltd
+        history_start_date: 2024-01-01    # first monthly partition of this tenant's ticket_history
+        inventory_dir: /srv/inventory/contoso   # the data team drops CSV/Parquet files here
+        sdp:
+          base_url: https://sdp.contoso.example:8080
+          api_key_env: CONTOSO_SDP_API_KEY      # the *name* of the env var holding the key, never the key
+          auth_scheme: authtoken                # or zoho-oauthtoken (cloud)
+          request_budget_per_s: 5               # what imports and the resolved-ticket sensor may spend
+          import_concurrency: 8
+        kb:
+          base_url: https://kb.contoso.example
+          cache_ttl_s: 3600
+
+Without ``TENANTS_FILE`` there is one tenant, built from the single-tenant environment variables
+(``TENANT_ID``, ``SDP_BASE_URL``, ``KB_BASE_URL``, ...; see ``settings.py``), so a one-customer deployment
+needs no file. Every row the pipeline writes and every query it makes carries the tenant id.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from enhancement_pipeline.settings import Settings, get_settings
+
+TENANT_ID_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+
+
+class TenantsFileError(ValueError):
+    """The tenants file cannot be read or does not validate; the message names the file and the field."""
+
+
+class SdpSettings(BaseModel):
+    """One tenant's ServiceDesk Plus: where it is, how to authenticate, and how hard background work may
+    use it. ``request_budget_per_s`` caps the requests per second that history imports and the
+    resolved-ticket sensor send (shared by every process through Redis), so they never get the API key
+    throttled while technicians work; per-ticket enhancement runs are not budgeted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str
+    api_key_env: str = "SDP_API_KEY"
+    auth_scheme: Literal["authtoken", "zoho-oauthtoken"] = "authtoken"
+    request_budget_per_s: int = Field(10, ge=1, le=10_000)
+    import_concurrency: int = Field(8, ge=1, le=128)
+
+
+class KbSettings(BaseModel):
+    """One tenant's knowledge-base search API (``GET {base_url}/api/v1/articles/search``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str
+    cache_ttl_s: int = Field(3600, ge=0)
+
+
+class Tenant(BaseModel):
+    """One tenant as declared in the tenants file (or built from the single-tenant environment)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenant_id: str = Field(pattern=TENANT_ID_PATTERN)
+    name: str | None = None
+    history_start_date: date = date(2024, 1, 1)
+    inventory_dir: Path | None = None
+    sdp: SdpSettings
+    kb: KbSettings
+
+    @field_validator("history_start_date")
+    @classmethod
+    def _first_of_month(cls, value: date) -> date:
+        if value.day != 1:
+            raise ValueError("history_start_date must be the first day of a month (partitions are monthly)")
+        return value
+
+
+class _TenantsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tenants: list[Tenant] = Field(min_length=1)
+
+    @field_validator("tenants")
+    @classmethod
+    def _unique_ids(cls, tenants: list[Tenant]) -> list[Tenant]:
+        ids = [t.tenant_id for t in tenants]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"tenant_id declared more than once: {', '.join(repeated)}")
+        return tenants
+
+
+def load_tenants_file(path: Path) -> tuple[Tenant, ...]:
+    """The tenants declared in ``path``. Raises ``TenantsFileError`` naming the file and every bad field."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise TenantsFileError(f"cannot read tenants file {path}: {exc}") from exc
+    try:
+        return tuple(_TenantsFile.model_validate(raw).tenants)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise TenantsFileError(f"tenants file {path} is invalid: {problems}") from exc
+
+
+def tenant_from_settings(settings: Settings) -> Tenant:
+    """The single tenant described by the environment (no tenants file)."""
+    return Tenant(
+        tenant_id=settings.tenant_id, history_start_date=date.fromisoformat(settings.history_start_date),
+        inventory_dir=settings.inventory_dir,
+        sdp=SdpSettings(base_url=settings.sdp_base_url, api_key_env=settings.sdp_api_key_env,
+                        auth_scheme=settings.sdp_auth_scheme, request_budget_per_s=settings.sdp_request_budget_per_s,
+                        import_concurrency=settings.sdp_import_concurrency),
+        kb=KbSettings(base_url=settings.kb_base_url),
+    )
+
+
+def tenants_for(settings: Settings) -> tuple[Tenant, ...]:
+    """The tenants of a deployment: the tenants file when ``settings.tenants_file`` is set, else one tenant."""
+    if settings.tenants_file is not None:
+        return load_tenants_file(settings.tenants_file)
+    return (tenant_from_settings(settings),)
+
+
+@lru_cache(maxsize=1)
+def get_tenants() -> tuple[Tenant, ...]:
+    """The process-wide tenants, read once (definitions are built from them at import)."""
+    return tenants_for(get_settings())
