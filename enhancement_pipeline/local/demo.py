@@ -2,13 +2,18 @@
 
 1. Start the project's PostgreSQL and Redis (``.local/demo/``, wiped at every demo so each run is the same),
    the SDP simulator seeded with 1,693 real resolved tickets, the KB simulator over the shipped articles, and
-   the LLM simulator (OpenAI wire protocol).
-2. Migrate, materialize ``system_inventory`` and backfill ``ticket_history`` (all months, one run) through
-   Dagster, recorded in the instance's run history.
-3. Start ``dagster-daemon`` (and ``dagster-webserver`` with ``--ui``); wait for ``new_ticket_sensor``'s first tick.
+   the LLM simulator (OpenAI wire protocol). The data team's inventory folder gets the shipped inventory CSV.
+2. Migrate and backfill ``demo_msp/ticket_history`` (all months, one run, with its checks) through Dagster,
+   recorded in the instance's run history.
+3. Start ``dagster-daemon`` (and ``dagster-webserver`` with ``--ui``). The inventory sensor materializes
+   ``demo_msp/system_inventory`` from the folder; wait for it and for ``new_ticket_sensor``'s first tick.
 4. Open 24 new tickets from held-out real articles (6 name inventory IPs), wait for the sensor-launched
-   ``enhance_ticket`` runs, print one whole note, a table, and the summary line. Exit 1 unless every ticket
-   got exactly one note.
+   ``enhance_ticket`` runs, print one whole note, a table, and the summary line.
+5. Keep both tables fresh through their sensors: a technician resolves 4 of the tickets in SDP and the data
+   team drops an inventory update; wait until ``resolved_ticket_sensor`` has them in ``ticket_history`` and
+   the inventory sensor's run has loaded the update.
+
+Exit 1 unless every ticket got exactly one note and both sensors delivered.
 """
 
 import os
@@ -18,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +33,19 @@ from enhancement_pipeline.local.http_server import BackgroundServer, serve_in_th
 from enhancement_pipeline.local.services import EmbeddedPostgres, EmbeddedRedis, free_port
 from enhancement_pipeline.servicedesk.client import ServiceDeskClient
 from enhancement_pipeline.servicedesk.payloads import html_to_text
-from enhancement_pipeline.settings import PROJECT_ROOT
+from enhancement_pipeline.settings import PACKAGED_DATA_DIR, PROJECT_ROOT
 
 DEMO_ROOT = PROJECT_ROOT / ".local" / "demo"
 SDP_KEY = "demo-sdp-technician-key"
 LLM_KEY = "demo-llm-key"
-TENANT = "demo-msp"
+TENANT = "demo_msp"
 TIMEOUT_S = 420
+FRESHNESS_TIMEOUT_S = 120
+RESOLVED_BY_TECHNICIAN = 4
+INVENTORY_UPDATE = """ip_address,hostname,role,client,location
+10.10.10.50,FAB-EXHYB02,Exchange 2019 hybrid server (second node),Fabrikam Legal,London DC rack A4
+2001:db8:10:10::50,FAB-EXHYB02,Exchange 2019 hybrid server (second node; IPv6),Fabrikam Legal,London DC rack A4
+"""
 
 
 @dataclass
@@ -47,14 +59,15 @@ class Stack:
     processes: list[subprocess.Popen]
 
     def stop(self) -> None:
+        # Each process leads its own process group (start_new_session): signal the group, so the code server
+        # the daemon spawned goes too instead of outliving the demo.
         for proc in self.processes:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            _signal_group(proc, signal.SIGTERM)
         for proc in self.processes:
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _signal_group(proc, signal.SIGKILL)
         from enhancement_pipeline.storage.postgres import close_pools
 
         close_pools()
@@ -62,6 +75,13 @@ class Stack:
             server.stop()
         self.redis.stop()
         self.postgres.stop()
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _say(message: str) -> None:
@@ -83,6 +103,12 @@ def start_stack(history: list[ArticleTicket]) -> tuple[Stack, dict[str, str]]:
     if DEMO_ROOT.exists():
         shutil.rmtree(DEMO_ROOT)
     DEMO_ROOT.mkdir(parents=True)
+    inventory_dir = DEMO_ROOT / "inventory"
+    inventory_dir.mkdir()
+    shutil.copy(PACKAGED_DATA_DIR / "system_inventory.csv", inventory_dir / "system_inventory.csv")
+    # The inventory sensor waits for files to settle (a copy may be in progress); this one is complete.
+    settled = time.time() - 60
+    os.utime(inventory_dir / "system_inventory.csv", (settled, settled))
     postgres = EmbeddedPostgres(DEMO_ROOT / "postgres").start()
     stack = Stack(postgres, EmbeddedRedis(DEMO_ROOT / "redis"), sdp_simulator.SdpState(api_key=SDP_KEY), [], [])
     stack.redis.start()
@@ -97,16 +123,27 @@ def start_stack(history: list[ArticleTicket]) -> tuple[Stack, dict[str, str]]:
         "TENANT_ID": TENANT, "DATABASE_URL": postgres.url("enhancement"), "REDIS_URL": stack.redis.url(),
         "SDP_BASE_URL": sdp.url, "SDP_API_KEY": SDP_KEY, "KB_BASE_URL": kb.url,
         "LLM_BASE_URL": f"{llm.url}/v1", "LLM_API_KEY": LLM_KEY, "LLM_MODEL": "simulated/gpt-4o-mini",
-        "HISTORY_START_DATE": history_months(history)[0], **dagster_env(postgres, DEMO_ROOT / "dagster"),
+        "HISTORY_START_DATE": history_months(history)[0], "INVENTORY_DIR": str(inventory_dir),
+        # The simulator is on this machine: the budget that protects a real SDP's API key would only slow the
+        # demo's backfill down. A real deployment keeps the default (10/s) or sets its own per tenant.
+        "SDP_REQUEST_BUDGET_PER_S": "500", "RESOLVED_TICKET_SENSOR_INTERVAL_S": "5", "INVENTORY_SENSOR_INTERVAL_S": "5",
+        **dagster_env(postgres, DEMO_ROOT / "dagster"),
     }
     return stack, env
 
 
-def _sensor_has_ticked(instance) -> bool:
+def _sensor_has_ticked(instance, name: str) -> bool:
     for state in instance.all_instigator_state():
-        if state.name == "new_ticket_sensor" and state.instigator_data and state.instigator_data.cursor:
+        if state.name == name and state.instigator_data and state.instigator_data.cursor:
             return True
     return False
+
+
+def _materializations(instance, key) -> list:
+    import dagster as dg
+
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=100).records
+    return [r.asset_materialization for r in records]
 
 
 def _wait(predicate, timeout_s: float, what: str, interval_s: float = 0.5) -> None:
@@ -120,6 +157,9 @@ def _wait(predicate, timeout_s: float, what: str, interval_s: float = 0.5) -> No
 def run_demo(ui: bool = False, n_new: int = 24, interval_s: float = 3.0) -> int:
     """Run the demo; returns the process exit code (0 when every ticket got exactly one note)."""
     started = time.monotonic()
+    # Dagster flags the single-run backfill policy (beta) and partitioned checks (preview) at every import;
+    # the demo's reader needs the pipeline's story, not those notices.
+    warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")
     history, new = demo_split(n_new=n_new)
     _say(f"starting PostgreSQL, Redis and the SDP/KB/LLM simulators in {DEMO_ROOT.relative_to(PROJECT_ROOT)}")
     stack, env = start_stack(history)
@@ -136,25 +176,27 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
     import dagster as dg
 
     from enhancement_pipeline.definitions import defs
-    from enhancement_pipeline.history.assets import ticket_history
-    from enhancement_pipeline.inventory.assets import system_inventory
+    from enhancement_pipeline.history.assets import build_ticket_history, history_asset_key
+    from enhancement_pipeline.history.checks import build_history_checks
+    from enhancement_pipeline.inventory.assets import inventory_asset_key
     from enhancement_pipeline.storage.migrations import migrate
+    from enhancement_pipeline.tenants import get_tenants
 
     applied = migrate(env["DATABASE_URL"])
     _say(f"migrated the app database: {', '.join(applied)}")
     instance = dg.DagsterInstance.get()  # creates Dagster's schema once, before the daemon starts
-    resources = defs.resources
+    tenant, = get_tenants()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    inv = dg.materialize([system_inventory], resources=resources, instance=instance, run_config=quiet)
-    meta = inv.asset_materializations_for_node("system_inventory")[0].metadata
-    _say(f"system_inventory: {meta['rows_loaded'].value} rows loaded, {meta['rows_rejected'].value} rejected")
     first, last = history_months(history)
-    backfill = dg.materialize([ticket_history], resources=resources, instance=instance, run_config=quiet,
+    backfill = dg.materialize([build_ticket_history(tenant), *build_history_checks(tenant)], resources=defs.resources,
+                              instance=instance, run_config=quiet,
                               tags={"dagster/asset_partition_range_start": first,
                                     "dagster/asset_partition_range_end": last})
-    meta = backfill.asset_materializations_for_node("ticket_history")[0].metadata
-    _say(f"ticket_history backfill {first[:7]}..{last[:7]} (one run): {meta['imported'].value} resolved tickets "
-         f"imported in {meta['seconds'].value} s, {meta['failed'].value} failed")
+    meta = backfill.asset_materializations_for_node(f"{TENANT}__ticket_history")[0].metadata
+    checks = ", ".join(f"{e.check_name} {'passed' if e.passed else 'FAILED'}"
+                       for e in backfill.get_asset_check_evaluations())
+    _say(f"{TENANT}/ticket_history backfill {first[:7]}..{last[:7]} (one run): {meta['imported'].value} resolved "
+         f"tickets imported in {meta['seconds'].value} s, {meta['failed'].value} failed; checks: {checks}")
 
     bin_dir = Path(sys.executable).parent
     proc_env = {**os.environ, **env}
@@ -172,8 +214,13 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
             cwd=PROJECT_ROOT, env=proc_env, stdout=(logs / "webserver.log").open("w"), stderr=subprocess.STDOUT,
             start_new_session=True))
         _say(f"Dagster UI: http://127.0.0.1:{ui_port}")
-    _say("dagster-daemon started; waiting for new_ticket_sensor's first tick")
-    _wait(lambda: _sensor_has_ticked(instance), 120, "the sensor's first tick")
+    inventory_key = inventory_asset_key(TENANT)
+    _say("dagster-daemon started; waiting for the inventory sensor's run and new_ticket_sensor's first tick")
+    _wait(lambda: _sensor_has_ticked(instance, f"{TENANT}__new_ticket_sensor"), 120, "the sensor's first tick")
+    _wait(lambda: _materializations(instance, inventory_key), 120, "the inventory sensor's run")
+    meta = _materializations(instance, inventory_key)[0].metadata
+    _say(f"{TENANT}/system_inventory (launched by the inventory sensor): {meta['rows_loaded'].value} rows loaded, "
+         f"{meta['rows_rejected'].value} rejected")
 
     client = ServiceDeskClient(env["SDP_BASE_URL"], SDP_KEY)
     created: dict[str, tuple[ArticleTicket, int]] = {}
@@ -202,10 +249,52 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
         _wait(runs_done, TIMEOUT_S, "the enhance_ticket runs", interval_s=1.0)
     except TimeoutError as exc:
         _say(str(exc))
-    return _report(instance, created, notes_for, ui_port, started)
+    fresh = _keep_fresh(instance, client, created, env, history_asset_key(TENANT), inventory_key)
+    return _report(instance, created, notes_for, ui_port, started, fresh)
 
 
-def _report(instance, created, notes_for, ui_port, started) -> int:
+def _keep_fresh(instance, client: ServiceDeskClient, created: dict, env: dict[str, str], history_key,
+                inventory_key) -> bool:
+    """Step 5: a technician resolves tickets and the data team drops an inventory update; both sensors deliver."""
+    import psycopg
+
+    resolved_ids = list(created)[:RESOLVED_BY_TECHNICIAN]
+    for rid in resolved_ids:
+        client.add_resolution(rid, "<p>Applied the fix from the enhancement note; confirmed with the requester.</p>")
+        client.update_request(rid, {"status": {"name": "Resolved"}})
+    (DEMO_ROOT / "inventory" / "inventory-update.csv").write_text(INVENTORY_UPDATE)
+    loads_before = len(_materializations(instance, inventory_key))
+    changed_at = time.monotonic()
+    _say(f"a technician resolved {len(resolved_ids)} of the tickets and the data team dropped inventory-update.csv; "
+         "waiting for resolved_ticket_sensor and the inventory sensor")
+
+    def in_history() -> int:
+        with psycopg.connect(env["DATABASE_URL"]) as conn:
+            return conn.execute("SELECT count(*) FROM ticket_history WHERE tenant_id = %s AND source = "
+                                "'sensor_resolved' AND ticket_id = ANY(%s) AND resolution IS NOT NULL",
+                                (TENANT, resolved_ids)).fetchone()[0]
+
+    ok = True
+    try:
+        _wait(lambda: in_history() == len(resolved_ids), FRESHNESS_TIMEOUT_S, "resolved_ticket_sensor")
+        _say(f"resolved_ticket_sensor: {len(resolved_ids)}/{len(resolved_ids)} resolved tickets in "
+             f"{TENANT}/ticket_history (source sensor_resolved) {time.monotonic() - changed_at:.0f} s after resolving")
+    except TimeoutError as exc:
+        ok = False
+        _say(f"{exc}: {in_history()}/{len(resolved_ids)} in ticket_history")
+    try:
+        _wait(lambda: len(_materializations(instance, inventory_key)) > loads_before, FRESHNESS_TIMEOUT_S,
+              "the inventory sensor")
+        meta = _materializations(instance, inventory_key)[0].metadata
+        _say(f"inventory sensor: {meta['files'].value} loaded, {meta['rows_loaded'].value} rows "
+             f"({meta['inserted'].value} new) {time.monotonic() - changed_at:.0f} s after the drop")
+    except TimeoutError as exc:
+        ok = False
+        _say(str(exc))
+    return ok
+
+
+def _report(instance, created, notes_for, ui_port, started, fresh: bool) -> int:
     from dagster import DagsterRunStatus, RunsFilter
 
     rows, latencies, posted_total = [], [], 0
@@ -245,7 +334,7 @@ def _report(instance, created, notes_for, ui_port, started) -> int:
     p95 = _percentile(latencies, 95)
     print(f"demo took {time.monotonic() - started:.0f} s; logs in .local/demo/logs")
     print(f"enhanced {enhanced}/{len(created)} tickets, notes posted {posted_total}, p50 {p50:.1f} s, p95 {p95:.1f} s")
-    ok = enhanced == len(created) and posted_total == len(created)
+    ok = enhanced == len(created) and posted_total == len(created) and fresh
     if ui_port and ok:
         try:
             signal.pause()

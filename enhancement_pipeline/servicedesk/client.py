@@ -253,6 +253,15 @@ class ServiceDeskClient:
         """``POST /requests`` with ``{"request": request}``; returns the created request."""
         return self._write("POST", "/requests", {"request": request})["request"]
 
+    def update_request(self, request_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """``PUT /requests/{id}`` with ``{"request": changes}`` (e.g. ``{"status": {"name": "Resolved"}}``)."""
+        return self._write("PUT", f"/requests/{request_id}", {"request": changes})["request"]
+
+    def add_resolution(self, request_id: str, html: str) -> dict[str, Any]:
+        """``POST /requests/{id}/resolutions`` with HTML ``content``; returns the stored resolution."""
+        return self._write("POST", f"/requests/{request_id}/resolutions",
+                           {"resolution": {"content": html}}).get("resolution") or {}
+
     # -- notes ------------------------------------------------------------------------------------------
 
     def list_notes(self, request_id: str) -> list[dict[str, Any]]:

@@ -188,3 +188,35 @@ def test_similar_search_finds_the_ticket_with_the_same_problem(db, sdp_state, re
     assert [t.score for t in found] == sorted((t.score for t in found), reverse=True)
     assert find_similar(db, TENANT, "   ") == []
     assert find_similar(db, "someone_else", ticket.subject) == []
+
+
+def test_a_range_backfill_from_the_dagster_cli(db, sdp_state, settings, postgres, tmp_path, monkeypatch):
+    """`dagster asset materialize --partition-range`, as the README says: its own process, this repository's
+    dagster.yaml, Dagster's storage in Postgres. The run is recorded there, with its range."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from enhancement_pipeline.settings import PROJECT_ROOT
+
+    postgres.create_database("dagster_cli")
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+
+    history, _ = demo_split(now=NOW)
+    seed_resolved_tickets(sdp_state, history[:120])
+    env = {**os.environ, "TENANT_ID": TENANT, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+           "SDP_BASE_URL": settings.sdp_base_url, "KB_BASE_URL": settings.kb_base_url,
+           "HISTORY_START_DATE": "2024-01-01", "SDP_REQUEST_BUDGET_PER_S": "10000", "DAGSTER_HOME": str(tmp_path),
+           "DAGSTER_POSTGRES_URL": postgres.url("dagster_cli", driver="postgresql+psycopg2")}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "enhancement_pipeline.definitions",
+         "--select", f"{TENANT}/ticket_history", "--partition-range", f"{FIRST}...{LAST}"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert db.execute("SELECT count(*) FROM ticket_history WHERE tenant_id = %s", (TENANT,)).fetchone()[0] == 120
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", env["DAGSTER_POSTGRES_URL"])
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        runs = instance.get_runs()
+    assert len(runs) == 1 and runs[0].tags["dagster/asset_partition_range_start"] == FIRST
