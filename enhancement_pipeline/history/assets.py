@@ -73,9 +73,8 @@ def build_ticket_history(tenant: Tenant) -> dg.AssetsDefinition:
                          f"{endpoint.request_budget_per_s} requests/s")
         budget = sdp.budget(tenant_id)
         waited_before = budget.waited_s
-        with sdp.client(tenant_id, budgeted=True) as client:
-            months = import_months(client, tenant_id, windows, write, concurrency=endpoint.import_concurrency,
-                                   on_month=progress)
+        months = import_months(lambda: sdp.client(tenant_id, budgeted=True), tenant_id, windows, write,
+                               concurrency=endpoint.import_concurrency, on_month=progress)
         elapsed = time.perf_counter() - started
         load = sum((m.load for m in months), HistoryLoad())
         failures = [f for m in months for f in m.failures]

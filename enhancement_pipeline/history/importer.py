@@ -12,6 +12,7 @@ written: a re-run is idempotent. No Dagster here: the asset wires it and reports
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -89,18 +90,26 @@ class _Pending:
     started: float
 
 
-def import_months(client: ServiceDeskClient, tenant_id: str, windows: Sequence[tuple[datetime, datetime]],
-                  write: WriteMonth, *, concurrency: int = 8,
+def import_months(make_client: Callable[[], ServiceDeskClient], tenant_id: str,
+                  windows: Sequence[tuple[datetime, datetime]], write: WriteMonth, *, concurrency: int = 8,
                   on_month: Callable[[MonthImport], None] | None = None) -> list[MonthImport]:
     """Import every window (a month each) in order; ``on_month`` is called as each one is written.
 
-    ``concurrency`` tickets are fetched at once (the client must be shareable across threads, as httpx's is).
-    Raises ``SdpError`` when a listing fails after the client's retries.
+    ``concurrency`` tickets are fetched at once, each fetching thread with a client of its own from
+    ``make_client`` (clients share their tenant's request budget, not their connection pool: one httpx pool
+    shared by dozens of threads spends its time on its own lock). Raises ``SdpError`` when a listing fails
+    after the client's retries.
     """
+    clients: list[ServiceDeskClient] = []
+    local = threading.local()
+
+    def open_client() -> None:
+        local.client = make_client()
+        clients.append(local.client)
 
     def fetch(request_id: str) -> Ticket | str:
         try:
-            return fetch_ticket(client, tenant_id, request_id)
+            return fetch_ticket(local.client, tenant_id, request_id)
         except (SdpError, PayloadError) as exc:  # one bad ticket never stops an import
             return f"{request_id}: {type(exc).__name__}: {exc}"
 
@@ -122,24 +131,31 @@ def import_months(client: ServiceDeskClient, tenant_id: str, windows: Sequence[t
         if on_month is not None:
             on_month(item.month)
 
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"import-{tenant_id}") as pool:
-        try:
-            for start, end in windows:
-                item = _Pending(MonthImport(start, end), [], [], time.perf_counter())
-                for request_id in _listed_ids(client, start, end):
-                    item.ids.append(request_id)
-                    item.futures.append(pool.submit(fetch, request_id))
-                item.month.listed = len(item.ids)
-                pending.append(item)
-                while pending and (len(pending) > MAX_PENDING_MONTHS or all(f.done() for f in pending[0].futures)):
-                    finish(pending.popleft())
-            while pending:
+    lister = make_client()
+    clients.append(lister)
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"import-{tenant_id}",
+                              initializer=open_client)
+    try:
+        for start, end in windows:
+            item = _Pending(MonthImport(start, end), [], [], time.perf_counter())
+            for request_id in _listed_ids(lister, start, end):
+                item.ids.append(request_id)
+                item.futures.append(pool.submit(fetch, request_id))
+            item.month.listed = len(item.ids)
+            pending.append(item)
+            while pending and (len(pending) > MAX_PENDING_MONTHS or all(f.done() for f in pending[0].futures)):
                 finish(pending.popleft())
-        except BaseException:
-            for item in pending:
-                for future in item.futures:
-                    future.cancel()
-            raise
+        while pending:
+            finish(pending.popleft())
+    except BaseException:
+        for item in pending:
+            for future in item.futures:
+                future.cancel()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        for client in clients:
+            client.close()
     return done
 
 

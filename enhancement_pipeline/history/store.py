@@ -31,6 +31,15 @@ WITH upserted AS (
                                      ingested_at)
     SELECT %(tenant)s, s.ticket_id, s.subject, s.description, s.resolution, s.resolved_at, %(source)s, now()
       FROM history_stage AS s
+     -- ON CONFLICT computes the row's search vector before it finds the conflict: an unchanged row (the
+     -- common case when a month is re-run) is left out here instead, ~30x cheaper. The window bounds let
+     -- the resolved_at index find it; without a window (the sensor) nothing is left out.
+     WHERE NOT EXISTS (
+           SELECT 1 FROM ticket_history AS c
+            WHERE c.tenant_id = %(tenant)s AND c.ticket_id = s.ticket_id
+              AND c.resolved_at >= %(start)s AND c.resolved_at < %(end)s
+              AND (c.subject, c.description, c.resolution, c.resolved_at)
+                  IS NOT DISTINCT FROM (s.subject, s.description, s.resolution, s.resolved_at))
     ON CONFLICT (tenant_id, ticket_id) DO UPDATE
        SET subject = EXCLUDED.subject, description = EXCLUDED.description, resolution = EXCLUDED.resolution,
            resolved_at = EXCLUDED.resolved_at, source = EXCLUDED.source, ingested_at = EXCLUDED.ingested_at

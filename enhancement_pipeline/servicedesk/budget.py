@@ -35,7 +35,8 @@ class RequestBudget:
     """At most ``per_second`` requests per second for ``tenant_id`` (every process that shares ``redis_url``).
 
     ``redis_url`` None keeps the budget in this process only. ``acquire()`` blocks until a request may go
-    and returns the seconds it waited; ``pause(s)`` holds every caller of the tenant for ``s`` seconds.
+    and returns the seconds it waited (a process may run ahead of the shared count by at most ``batch``
+    requests, 50 ms of budget); ``pause(s)`` holds every caller of the tenant for ``s`` seconds.
     ``waited_s`` and ``paused_count`` add up what this instance saw, for run metadata.
     """
 
@@ -45,6 +46,9 @@ class RequestBudget:
         self.tenant_id = tenant_id
         self.per_second = per_second
         self._item = RateLimitItemPerSecond(per_second)
+        self.batch = max(1, per_second // 20)
+        self._permits = 0
+        self._permits_expire = 0.0
         self._local_pause_until = 0.0
         self._lock = threading.Lock()
         self.waited_s = 0.0
@@ -78,24 +82,42 @@ class RequestBudget:
                 left = max(left, ttl_ms / 1000 if ttl_ms and ttl_ms > 0 else 0.0)
         return max(0.0, left)
 
-    def _try_hit(self) -> bool:
+    def _try_hit(self, cost: int) -> bool:
         try:
-            return self._limiter.hit(self._item, "sdp", self.tenant_id)
+            return self._limiter.hit(self._item, "sdp", self.tenant_id, cost=cost)
         except Exception as exc:  # noqa: BLE001 - any storage failure: keep importing, limited locally
             if self._redis is None:
                 raise
             self._fall_back(exc)
-            return self._limiter.hit(self._item, "sdp", self.tenant_id)
+            return self._limiter.hit(self._item, "sdp", self.tenant_id, cost=cost)
+
+    def _take_local_permit(self) -> bool:
+        with self._lock:
+            if self._permits > 0 and time.monotonic() < self._permits_expire:
+                self._permits -= 1
+                return True
+            return False
 
     def acquire(self) -> float:
-        """Block until one more request fits the budget; returns the seconds waited."""
+        """Block until one more request fits the budget; returns the seconds waited.
+
+        Permits are taken from Redis in batches of ``batch`` (50 ms of budget) and handed out locally, so a
+        busy import does not pay a Redis round trip per request; a batch not used within a second lapses.
+        """
         waited = 0.0
         while True:
-            pause = self._pause_left_s()
-            if pause <= 0 and self._try_hit():
+            pause = max(0.0, self._local_pause_until - time.monotonic())
+            if pause <= 0 and self._take_local_permit():
+                break
+            if pause <= 0:
+                pause = self._pause_left_s()
+            if pause <= 0 and self._try_hit(self.batch):
+                with self._lock:
+                    self._permits += self.batch - 1
+                    self._permits_expire = time.monotonic() + 1.0
                 break
             # A sliding window frees capacity continuously; short sleeps keep throughput near the budget.
-            delay = min(pause, MAX_PAUSE_S) if pause > 0 else min(0.05, 1.0 / self.per_second)
+            delay = min(pause, MAX_PAUSE_S) if pause > 0 else min(0.05, self.batch / self.per_second)
             time.sleep(delay)
             waited += delay
         if waited:
@@ -104,10 +126,12 @@ class RequestBudget:
         return waited
 
     def pause(self, seconds: float) -> None:
-        """Hold every request of this tenant for ``seconds`` (capped at ``MAX_PAUSE_S``)."""
+        """Hold every request of this tenant for ``seconds`` (capped at ``MAX_PAUSE_S``); permits already
+        taken lapse, so nothing from this process goes out during the pause."""
         seconds = min(max(seconds, 0.0), MAX_PAUSE_S)
         with self._lock:
             self.paused_count += 1
+            self._permits = 0
             self._local_pause_until = max(self._local_pause_until, time.monotonic() + seconds)
         if self._redis is not None:
             try:

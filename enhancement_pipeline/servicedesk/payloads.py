@@ -7,14 +7,13 @@ Wire rules (see ``shared/reference/servicedesk-plus-api-v3.md`` §3): ids are st
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Any
 
-from bs4 import BeautifulSoup
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from enhancement_pipeline.models import Ticket
+from enhancement_pipeline.servicedesk.html_text import html_to_text
 
 RESOLVED_STATUSES = frozenset({"Resolved", "Closed"})
 """Statuses whose requests count as resolved history."""
@@ -39,38 +38,6 @@ def datetime_to_millis(value: datetime) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return int(value.timestamp() * 1000)
-
-
-_BLOCK_TAGS = ["p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "table", "ul",
-               "ol", "dl", "dt", "dd", "section", "article", "header", "footer", "hr"]
-_SPACES = re.compile(r"[ \t\u00a0]+")
-
-
-def html_to_text(html: str | None) -> str:
-    """Visible text of an SDP HTML fragment: tags dropped, entities decoded, block breaks kept as newlines,
-    list items as ``- `` lines.
-
-    BeautifulSoup (html.parser) does the parsing, so malformed markup from mail clients degrades gracefully;
-    scripts and styles are removed with their content.
-    """
-    if not html:
-        return ""
-    if "<" not in html and "&" not in html:
-        return html.strip()
-    soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(["script", "style", "head"]):
-        tag.decompose()
-    for br in soup.find_all("br"):
-        br.replace_with("\n")
-    # Line breaks only around block elements: inline markup (<b>, <a>, <span>) stays within its sentence.
-    for tag in soup.find_all(_BLOCK_TAGS):
-        if tag.name == "li":
-            tag.insert(0, "- ")
-        tag.insert_before("\n")
-        tag.insert_after("\n")
-    text = soup.get_text()
-    lines = (_SPACES.sub(" ", line).strip() for line in text.splitlines())
-    return "\n".join(line for line in lines if line)
 
 
 class _Lookup(BaseModel):

@@ -63,7 +63,7 @@ class ServiceDeskResource(dg.ConfigurableResource):
         """A new client for the tenant; close it (or use it as a context manager) when done.
 
         ``budgeted``: spend the tenant's request budget on every request (imports and the resolved-ticket
-        sensor); the connection pool is sized for ``import_concurrency`` threads sharing the client.
+        sensor). A client may be shared by a few threads; an import gives each fetching thread its own.
         Raises ``UnknownTenantError``, or ``RuntimeError`` when the tenant's key variable is unset.
         """
         endpoint = self.endpoint(tenant_id)
@@ -71,9 +71,7 @@ class ServiceDeskResource(dg.ConfigurableResource):
         if not key:
             raise RuntimeError(f"SDP API key for tenant {tenant_id!r} missing: set the {endpoint.api_key_env} "
                                "environment variable")
-        pool = endpoint.import_concurrency + 2
-        transport: httpx.BaseTransport = httpx.HTTPTransport(
-            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool))
+        transport: httpx.BaseTransport = httpx.HTTPTransport()
         if budgeted:
             transport = BudgetedTransport(self.budget(tenant_id), transport)
         return ServiceDeskClient(endpoint.base_url, key, auth_scheme=endpoint.auth_scheme, timeout_s=self.timeout_s,
