@@ -44,6 +44,8 @@ import warnings
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from _measure import postgres_cpu_s  # benchmarks/ is on sys.path when a script in it runs
+
 SDP_KEY = "bench-sdp-key"
 TENANT = "bench"
 
@@ -110,22 +112,6 @@ def process_cpu_s(pid: int) -> float:
 
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
-
-
-def postgres_cpu_s(data_dir: Path) -> float:
-    """CPU seconds of the postmaster and its live children (backends that exited are not counted)."""
-    import psutil
-
-    pid = int((data_dir / "postmaster.pid").read_text().split()[0])
-    master = psutil.Process(pid)
-    total = 0.0
-    for proc in [master, *master.children(recursive=True)]:
-        try:
-            t = proc.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 # -- per-thread cProfile (cProfile alone only sees the thread that enabled it) ---------------------------

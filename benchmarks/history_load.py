@@ -42,6 +42,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from _measure import postgres_cpu_s  # benchmarks/ is on sys.path when a script in it runs
+
 TENANT = "bench"
 ID_BASE = 123_640_000_000_000_000  # SDP cloud-style 18-digit ids
 SUFFIXES = ("reported by {user}", "on {host}", "after the {month} update", "for the {dept} team",
@@ -113,21 +115,6 @@ def merge_window(postgres_resource, rows: range, start: datetime, end: datetime,
     with postgres_resource.connection() as conn:
         return merge_tickets(conn, TENANT, tickets_for(rows, start, end, texts), "bulk_import", window=(start, end),
                              listed_ids=listed_ids)
-
-
-def postgres_cpu_s(data_dir: Path) -> float:
-    """CPU seconds of the postmaster and its live children (backends that exited are not counted)."""
-    import psutil
-
-    master = psutil.Process(int((data_dir / "postmaster.pid").read_text().split()[0]))
-    total = 0.0
-    for proc in [master, *master.children(recursive=True)]:
-        try:
-            t = proc.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def enable_statement_log(db_url: str) -> None:

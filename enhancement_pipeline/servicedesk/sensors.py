@@ -36,7 +36,6 @@ RESOLVED_LOOKBACK_MINUTES = 24 * 60
 """On its first tick the resolved-ticket sensor picks up requests updated this long ago; older ones are the
 backfill's job."""
 
-NewTicketCursor = StreamCursor  # the name the new-ticket sensor's cursor had; its JSON still reads
 
 
 def initial_cursor(now_ms: int, lookback_minutes: int) -> StreamCursor:
