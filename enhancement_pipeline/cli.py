@@ -27,7 +27,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _ui(args: argparse.Namespace) -> int:
     """The Dagster UI on the last demo's Postgres (runs, materializations, sensor ticks), until Ctrl-C."""
-    from enhancement_pipeline.local.demo import DEMO_ROOT, dagster_env, prepare_dagster_home
+    from enhancement_pipeline.local.datasets import demo_split
+    from enhancement_pipeline.local.demo import DEMO_ROOT, dagster_env, demo_tenant_env, prepare_dagster_home
     from enhancement_pipeline.local.services import EmbeddedPostgres
     from enhancement_pipeline.settings import PROJECT_ROOT
 
@@ -35,7 +36,8 @@ def _ui(args: argparse.Namespace) -> int:
         print("no demo data yet: run `make demo` first (or `make demo UI=1` to watch it live)")
         return 1
     postgres = EmbeddedPostgres(DEMO_ROOT / "postgres").start()
-    env = {**os.environ, **dagster_env(postgres, DEMO_ROOT / "dagster"), "DATABASE_URL": postgres.url("enhancement")}
+    env = {**os.environ, **dagster_env(postgres, DEMO_ROOT / "dagster"), **demo_tenant_env(demo_split()[0]),
+           "DATABASE_URL": postgres.url("enhancement")}
     prepare_dagster_home(DEMO_ROOT / "dagster")
     print(f"Dagster UI on the last demo's data: http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
     proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1",

@@ -94,6 +94,12 @@ def dagster_env(postgres: EmbeddedPostgres, dagster_home: Path) -> dict[str, str
             "DAGSTER_POSTGRES_URL": postgres.url("dagster", driver="postgresql+psycopg2")}
 
 
+def demo_tenant_env(history: list[ArticleTicket]) -> dict[str, str]:
+    """The demo's one tenant, as environment variables (the demo and ``make ui`` build the same assets)."""
+    return {"TENANT_ID": TENANT, "HISTORY_START_DATE": history_months(history)[0],
+            "INVENTORY_DIR": str(DEMO_ROOT / "inventory")}
+
+
 def prepare_dagster_home(dagster_home: Path) -> None:
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
@@ -120,10 +126,9 @@ def start_stack(history: list[ArticleTicket]) -> tuple[Stack, dict[str, str]]:
     llm = serve_in_thread(llm_simulator.create_app(llm_simulator.LlmSimState(api_key=LLM_KEY)), name="llm-simulator")
     stack.servers += [sdp, kb, llm]
     env = {
-        "TENANT_ID": TENANT, "DATABASE_URL": postgres.url("enhancement"), "REDIS_URL": stack.redis.url(),
+        **demo_tenant_env(history), "DATABASE_URL": postgres.url("enhancement"), "REDIS_URL": stack.redis.url(),
         "SDP_BASE_URL": sdp.url, "SDP_API_KEY": SDP_KEY, "KB_BASE_URL": kb.url,
         "LLM_BASE_URL": f"{llm.url}/v1", "LLM_API_KEY": LLM_KEY, "LLM_MODEL": "simulated/gpt-4o-mini",
-        "HISTORY_START_DATE": history_months(history)[0], "INVENTORY_DIR": str(inventory_dir),
         # The simulator is on this machine: the budget that protects a real SDP's API key would only slow the
         # demo's backfill down. A real deployment keeps the default (10/s) or sets its own per tenant.
         "SDP_REQUEST_BUDGET_PER_S": "500", "RESOLVED_TICKET_SENSOR_INTERVAL_S": "5", "INVENTORY_SENSOR_INTERVAL_S": "5",
