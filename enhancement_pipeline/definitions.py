@@ -6,7 +6,6 @@ checks, ``<tenant>/system_inventory``, and the tenant's sensors. Resources read 
 variable is set, so the UI shows the variable's name, not its value; API keys are read by name at call time.
 """
 
-
 import os
 from collections.abc import Sequence
 

@@ -2,8 +2,8 @@
 
 Every value has a local default that points at the project's own services (``make demo``); production
 sets the environment variables below. Several tenants are declared in a tenants file (``TENANTS_FILE``, see
-``tenants.py``); without one, the single-tenant variables here describe the one tenant. Secrets are never held here: only the *names* of the environment
-variables that carry them (``SDP_API_KEY_ENV``, ``LLM_API_KEY_ENV``), read at the moment of use, so no
+``tenants.py``); without one, the single-tenant variables here describe the one tenant. Secrets are never
+held here: only the *names* of the environment variables that carry them (``SDP_API_KEY_ENV``, ``LLM_API_KEY_ENV``), read at the moment of use, so no
 secret ends up in Dagster run config, resource config shown in the UI, or logs.
 """
 
@@ -27,7 +27,7 @@ class Settings(BaseSettings):
 
     tenants_file: Path | None = Field(None, description="YAML file declaring the tenants (see tenants.py); "
                                                        "when unset, the single-tenant variables below apply.")
-    tenant_id: str = Field("default", description="Tenant (MSP customer) this deployment serves, without a tenants file.")
+    tenant_id: str = Field("default", description="Tenant (MSP customer) served when there is no tenants file.")
     database_url: str = Field(
         "postgresql://postgres@127.0.0.1:5432/enhancement",
         description="libpq URL of the app database (ticket_history, system_inventory, note ledger).",

@@ -17,9 +17,9 @@ from enhancement_pipeline.local import kb_simulator, llm_simulator, sdp_simulato
 from enhancement_pipeline.local.http_server import BackgroundServer, serve_in_thread
 from enhancement_pipeline.local.services import EmbeddedPostgres, EmbeddedRedis
 from enhancement_pipeline.settings import Settings
-from enhancement_pipeline.tenants import Tenant, tenant_from_settings
 from enhancement_pipeline.storage.migrations import migrate
 from enhancement_pipeline.storage.postgres import close_pools
+from enhancement_pipeline.tenants import Tenant, tenant_from_settings
 
 # CI explores a fixed set of examples, so a submission's result does not depend on the draw; locally every run
 # draws afresh, which is where new failures are found.

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import psycopg
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from enhancement_pipeline.enhancement.render import NOTE_MARKER
 from enhancement_pipeline.models import Note

@@ -1,6 +1,5 @@
 """``ticket_history`` for each tenant: resolved SDP requests, one monthly partition per month of resolution."""
 
-
 import time
 
 import dagster as dg

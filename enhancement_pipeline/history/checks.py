@@ -8,7 +8,6 @@
   resolved in it. A mismatch means a month to re-run (tickets reopened, deleted, or failed to import).
 """
 
-
 import dagster as dg
 
 from enhancement_pipeline.history.assets import history_asset_key, history_partitions

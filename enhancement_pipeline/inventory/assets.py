@@ -1,6 +1,5 @@
 """``system_inventory`` for each tenant: the data team's files, validated and loaded into Postgres."""
 
-
 from pathlib import Path
 
 import dagster as dg

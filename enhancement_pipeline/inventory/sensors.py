@@ -1,6 +1,5 @@
 """``<tenant>__inventory_file_sensor``: materializes the tenant's system_inventory when its folder changes."""
 
-
 import hashlib
 import time
 from pathlib import Path
@@ -15,7 +14,8 @@ SETTLE_S = 5.0
 """A file modified more recently than this may still be being copied; the sensor waits for it to settle."""
 
 
-def folder_fingerprint(folder: Path, now: float | None = None, settle_s: float = SETTLE_S) -> tuple[str, list[str]] | None:
+def folder_fingerprint(folder: Path, now: float | None = None,
+                       settle_s: float = SETTLE_S) -> tuple[str, list[str]] | None:
     """(digest of the inventory files' names, sizes and mtimes, their names), or None while one is too fresh.
 
     A folder that does not exist has no files (fingerprint of nothing). Pure apart from reading the folder.

@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import re
 import threading
-import zlib
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime

@@ -65,8 +65,9 @@ class _TextCollector(HTMLParser):
 
 def html_to_text(html: str | None) -> str:
     """Visible text of an HTML fragment: tags dropped, entities decoded, a line per block element (a table
-    row per line, its cells apart), list items as ``- `` lines, runs of spaces folded, empty lines dropped. Scripts, styles and ``<head>`` are removed
-    with their content. Text without markup is returned stripped. Never raises on malformed markup.
+    row per line, its cells apart), list items as ``- `` lines, runs of spaces folded, empty lines dropped.
+    Scripts, styles and ``<head>`` are removed with their content. Text without markup is returned
+    stripped. Never raises on malformed markup.
     """
     if not html:
         return ""

@@ -7,7 +7,6 @@
 Both read SDP through ``polling.iter_since`` and keep a ``StreamCursor``.
 """
 
-
 import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby

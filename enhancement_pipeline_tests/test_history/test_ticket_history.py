@@ -37,7 +37,8 @@ def run_checks(tenant, resources, month: str):
     defs = dg.Definitions(assets=[asset], asset_checks=check_defs, jobs=[job], resources=resources)
     # Tagged rather than partition_key=: execute_in_process looks for the partitions among the selected
     # *assets*, and a checks-only selection has none.
-    return defs.resolve_job_def("history_checks").execute_in_process(tags={"dagster/partition": month}, raise_on_error=False)
+    return defs.resolve_job_def("history_checks").execute_in_process(tags={"dagster/partition": month},
+                                                                      raise_on_error=False)
 
 
 def test_one_partition_imports_only_its_month_and_passes_its_checks(db, sdp_state, resources, tenant):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from enhancement_pipeline.inventory.ip_addresses import extract_ips
 from enhancement_pipeline.local.datasets import IP_TICKET_ARTICLES, demo_split
