@@ -30,6 +30,10 @@ from enhancement_pipeline.tenants import Tenant
 
 MAX_RUNS_PER_TICK = 200
 MAX_RESOLVED_PER_TICK = 200
+RESOLVED_TICK_BUDGET_S = 20
+"""Seconds of the tenant's request budget one resolved-ticket tick may spend (two calls per ticket), so a
+tick ends well inside the daemon's 60 s sensor timeout; a timed-out tick would keep its cursor and redo the
+same work forever."""
 RESOLVED_FETCH_CONCURRENCY = 4
 RESOLVED_LOOKBACK_MINUTES = 24 * 60
 """On its first tick the resolved-ticket sensor picks up requests updated this long ago; older ones are the
@@ -117,6 +121,8 @@ def build_resolved_ticket_sensor(tenant: Tenant) -> dg.SensorDefinition:
     def resolved_ticket_sensor(context: dg.SensorEvaluationContext, sdp: ServiceDeskResource,
                                postgres: PostgresResource) -> dg.SensorResult:
         cursor = read_cursor(context.cursor, name, RESOLVED_LOOKBACK_MINUTES)
+        limit = max(1, min(MAX_RESOLVED_PER_TICK,
+                           sdp.endpoint(tenant_id).request_budget_per_s * RESOLVED_TICK_BUDGET_S // 2))
         changed: list[tuple[str, int]] = []
         listing_error: SdpError | None = None
         with sdp.client(tenant_id, budgeted=True) as client:
@@ -125,7 +131,7 @@ def build_resolved_ticket_sensor(tenant: Tenant) -> dg.SensorDefinition:
                                                       criteria=[status_criterion],
                                                       on_malformed=_log_malformed(context)):
                     changed.append((request.id, updated_ms))
-                    if len(changed) >= MAX_RESOLVED_PER_TICK:
+                    if len(changed) >= limit:
                         break
             except SdpError as exc:
                 listing_error = exc  # still write what was listed before the failure

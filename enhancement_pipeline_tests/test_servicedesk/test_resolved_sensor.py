@@ -130,3 +130,18 @@ def test_a_bulk_update_larger_than_a_page_is_read_whole(db, sdp_state, sdp_serve
         rest = [r.id for r, _ in iter_since(client, "last_updated_time", cursor)]
     assert sorted(r.id for r, _ in first) == sorted(ids)
     assert sorted(rest) == sorted(set(ids) - {r.id for r, _ in first[:150]})
+
+
+def test_a_tick_spends_at_most_its_share_of_the_budget(db, sdp_state, resources, tenant, monkeypatch):
+    from enhancement_pipeline.servicedesk import sensors
+    from enhancement_pipeline_tests.conftest import replace_resource
+
+    monkeypatch.setattr(sensors, "RESOLVED_TICK_BUDGET_S", 2)  # the real 20 s would make this test wait 20 s
+    ids = [resolved(sdp_state, f"t{i}", NOW_MS - HOUR + i) for i in range(5)]
+    endpoint = resources["sdp"].endpoints[0].model_copy(update={"request_budget_per_s": 2})
+    sdp = replace_resource(resources["sdp"], endpoints=[endpoint])
+    sensor = build_resolved_ticket_sensor(tenant)
+    first = sensor(dg.build_sensor_context(resources={"sdp": sdp, "postgres": resources["postgres"]}))
+    # 2 requests/s for 2 s of a tick: 2 tickets (two calls each); the rest wait for the next tick.
+    assert set(history(db)) == set(ids[:2])
+    assert StreamCursor.model_validate_json(first.cursor).ids_at_ms == [ids[1]]
