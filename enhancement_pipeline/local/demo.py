@@ -263,12 +263,12 @@ def _keep_fresh(instance, client: ServiceDeskClient, created: dict, env: dict[st
     """Step 5: a technician resolves tickets and the data team drops an inventory update; both sensors deliver."""
     import psycopg
 
+    loads_before = len(_materializations(instance, inventory_key))
     resolved_ids = list(created)[:RESOLVED_BY_TECHNICIAN]
     for rid in resolved_ids:
         client.add_resolution(rid, "<p>Applied the fix from the enhancement note; confirmed with the requester.</p>")
         client.update_request(rid, {"status": {"name": "Resolved"}})
     (DEMO_ROOT / "inventory" / "inventory-update.csv").write_text(INVENTORY_UPDATE)
-    loads_before = len(_materializations(instance, inventory_key))
     changed_at = time.monotonic()
     _say(f"a technician resolved {len(resolved_ids)} of the tickets and the data team dropped inventory-update.csv; "
          "waiting for resolved_ticket_sensor and the inventory sensor")
