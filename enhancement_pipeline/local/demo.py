@@ -67,7 +67,10 @@ class Stack:
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
+                pass
+            # The daemon's code server ignores SIGTERM and outlives its parent: whatever of the group is
+            # left once the leader is gone (or would not go) is killed.
+            _signal_group(proc, signal.SIGKILL)
         from enhancement_pipeline.storage.postgres import close_pools
 
         close_pools()
