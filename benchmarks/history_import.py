@@ -194,7 +194,7 @@ def run_backfill(*, sdp_url: str, db_url: str, redis_url: str, first: date, last
     figures = {"concurrency": concurrency, "budget": budget, "months": meta["months"], "listed": meta["listed"],
                "imported": meta["imported"], "failed": meta["failed"], "rows": rows,
                "asset_seconds": meta["seconds"], "run_seconds": round(wall, 2),
-               "budget_wait_s": meta["budget_wait_s"], "cpu_s": round(cpu, 1), "sim_cpu_s": round(sim_cpu, 1),
+               "budget_wait_s": meta["budget_wait_thread_s"], "cpu_s": round(cpu, 1), "sim_cpu_s": round(sim_cpu, 1),
                "pg_cpu_s": round(pg_cpu, 1), "asset_rate": meta["tickets_per_s"],
                "rate": round(meta["imported"] / wall, 1)}
     say(f"listed {figures['listed']}, imported {figures['imported']}, failed {figures['failed']}, "

@@ -3,8 +3,9 @@
 Every value has a local default that points at the project's own services (``make demo``); production
 sets the environment variables below. Several tenants are declared in a tenants file (``TENANTS_FILE``, see
 ``tenants.py``); without one, the single-tenant variables here describe the one tenant. Secrets are never
-held here: only the *names* of the environment variables that carry them (``SDP_API_KEY_ENV``, ``LLM_API_KEY_ENV``), read at the moment of use, so no
-secret ends up in Dagster run config, resource config shown in the UI, or logs.
+held here: only the *names* of the environment variables that carry them (``SDP_API_KEY_ENV``,
+``LLM_API_KEY_ENV``), read at the moment of use, so no secret ends up in Dagster run config, resource config
+shown in the UI, or logs.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ class Settings(BaseSettings):
     llm_model: str = Field("openai/gpt-4o-mini")
 
     history_start_date: str = Field("2024-01-01", description="First monthly partition of ticket_history.")
-    inventory_dir: Path = Field(
-        PACKAGED_DATA_DIR,
-        description="Folder where the data team drops inventory files (*.csv, *.parquet) for system_inventory.",
+    inventory_dir: Path | None = Field(
+        None,
+        description="Folder where the data team drops inventory files (*.csv, *.parquet) for system_inventory; "
+                    "unset: no inventory sensor (the demo and tests point it at their own folder).",
     )
     new_ticket_sensor_interval_s: int = Field(
         5, ge=1, description="Polling interval of new_ticket_sensor (the Dagster daemon ticks sensors every 5 s at most)."

@@ -133,5 +133,5 @@ def tenants_for(settings: Settings) -> tuple[Tenant, ...]:
 
 @lru_cache(maxsize=1)
 def get_tenants() -> tuple[Tenant, ...]:
-    """The process-wide tenants, read once (definitions are built from them at import)."""
+    """The process-wide tenants of ``get_settings()``, read once."""
     return tenants_for(get_settings())

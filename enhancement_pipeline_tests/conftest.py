@@ -16,7 +16,7 @@ from hypothesis import settings as hypothesis_settings
 from enhancement_pipeline.local import kb_simulator, llm_simulator, sdp_simulator
 from enhancement_pipeline.local.http_server import BackgroundServer, serve_in_thread
 from enhancement_pipeline.local.services import EmbeddedPostgres, EmbeddedRedis
-from enhancement_pipeline.settings import Settings
+from enhancement_pipeline.settings import PACKAGED_DATA_DIR, Settings
 from enhancement_pipeline.storage.migrations import migrate
 from enhancement_pipeline.storage.postgres import close_pools
 from enhancement_pipeline.tenants import Tenant, tenant_from_settings
@@ -114,7 +114,8 @@ def settings(database_url: str, redis_server: EmbeddedRedis, sdp_server: Backgro
     # The request budget is tested on its own (test_budget.py); here it must not slow the imports down.
     return Settings(tenant_id=TENANT, database_url=database_url, redis_url=redis_server.url(),
                     sdp_base_url=sdp_server.url, kb_base_url=kb_server.url, llm_base_url=f"{llm_server.url}/v1",
-                    llm_api_key_env="TEST_LLM_API_KEY", llm_model="sim/model", sdp_request_budget_per_s=10_000)
+                    llm_api_key_env="TEST_LLM_API_KEY", llm_model="sim/model", sdp_request_budget_per_s=10_000,
+                    inventory_dir=PACKAGED_DATA_DIR)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from enhancement_pipeline.history.store import HistoryLoad
 from enhancement_pipeline.models import Ticket
@@ -31,11 +31,13 @@ from enhancement_pipeline.servicedesk.payloads import (
     resolution_text,
     to_ticket,
 )
+from enhancement_pipeline.servicedesk.polling import StreamCursor, iter_since
 
 MAX_PENDING_MONTHS = 2
 
-WriteMonth = Callable[[datetime, datetime, list[Ticket], list[str]], HistoryLoad]
-"""``write(start, end, tickets, listed_ids) -> HistoryLoad``: store one month (end exclusive)."""
+WriteMonth = Callable[["MonthImport", list[Ticket], list[str]], HistoryLoad]
+"""``write(month, tickets, listed_ids) -> HistoryLoad``: store one month (``month.start`` .. ``month.end``,
+end exclusive; ``month.listed_at``: when its listing began)."""
 
 
 @dataclass
@@ -44,6 +46,7 @@ class MonthImport:
 
     start: datetime
     end: datetime
+    listed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     listed: int = 0
     load: HistoryLoad = field(default_factory=HistoryLoad)
     failures: list[str] = field(default_factory=list)
@@ -125,7 +128,7 @@ def import_months(make_client: Callable[[], ServiceDeskClient], tenant_id: str,
             else:
                 tickets.append(result)
         item.month.without_resolution = sum(1 for t in tickets if not t.resolution)
-        item.month.load = write(item.month.start, item.month.end, tickets, item.ids)
+        item.month.load = write(item.month, tickets, item.ids)
         item.month.seconds = time.perf_counter() - item.started
         done.append(item.month)
         if on_month is not None:
@@ -160,10 +163,11 @@ def import_months(make_client: Callable[[], ServiceDeskClient], tenant_id: str,
 
 
 def _listed_ids(client: ServiceDeskClient, start: datetime, end: datetime) -> Iterator[str]:
-    seen: set[str] = set()
-    for row in client.iter_requests(search_criteria=resolved_criteria(start, end), sort_field="resolved_time"):
-        request_id = str(row.get("id") or "")
-        # Offset paging over a list that changes can show a row twice; fetch it once.
-        if request_id and request_id not in seen:
-            seen.add(request_id)
-            yield request_id
+    """Ids resolved in ``[start, end)``, by keyset paging on ``resolved_time`` (see ``polling``): offset paging
+    would skip a ticket whenever one before it is reopened mid-listing, and the merge would then delete it."""
+    cursor = StreamCursor(ms=datetime_to_millis(start))
+    before_end = {"field": "resolved_time", "condition": "lesser than", "value": str(datetime_to_millis(end))}
+    status = {"field": "status.name", "condition": "is", "values": sorted(RESOLVED_STATUSES)}
+    for request, _ in iter_since(client, "resolved_time", cursor, criteria=[before_end, status],
+                                 fields_required=["resolved_time"]):
+        yield request.id

@@ -45,6 +45,8 @@ WITH upserted AS (
            resolved_at = EXCLUDED.resolved_at, source = EXCLUDED.source, ingested_at = EXCLUDED.ingested_at
      WHERE (t.subject, t.description, t.resolution, t.resolved_at)
            IS DISTINCT FROM (EXCLUDED.subject, EXCLUDED.description, EXCLUDED.resolution, EXCLUDED.resolved_at)
+       -- A row written after this import listed SDP (by resolved_ticket_sensor) is newer than what it fetched.
+       AND (%(fresh_since)s::timestamptz IS NULL OR t.ingested_at < %(fresh_since)s)
     RETURNING (xmax = 0) AS inserted
 ), deleted AS (
     DELETE FROM ticket_history AS t
@@ -52,6 +54,7 @@ WITH upserted AS (
        AND t.resolved_at >= %(start)s AND t.resolved_at < %(end)s
        AND NOT EXISTS (SELECT 1 FROM history_stage AS s WHERE s.ticket_id = t.ticket_id)
        AND t.ticket_id <> ALL (%(keep)s::text[])
+       AND (%(fresh_since)s::timestamptz IS NULL OR t.ingested_at < %(fresh_since)s)
     RETURNING 1
 )
 SELECT (SELECT count(*) FILTER (WHERE inserted) FROM upserted),
@@ -79,12 +82,15 @@ class HistoryLoad:
 
 
 def merge_tickets(conn: psycopg.Connection, tenant_id: str, tickets: Iterable[Ticket], source: Source, *,
-                  window: tuple[datetime, datetime] | None = None, listed_ids: Sequence[str] = ()) -> HistoryLoad:
+                  window: tuple[datetime, datetime] | None = None, listed_ids: Sequence[str] = (),
+                  fresh_since: datetime | None = None) -> HistoryLoad:
     """Merge ``tickets`` (all of ``tenant_id``) into ``ticket_history`` in one transaction.
 
     ``window`` ``(start, end)``, end exclusive: the tenant's rows resolved in it whose id is neither among
     ``tickets`` nor in ``listed_ids`` are deleted, so the window ends up equal to what SDP lists. Pass every
     id SDP listed, including those whose fetch failed, so a failed fetch never deletes a row.
+    ``fresh_since``: when the caller started reading SDP; rows written since (by the resolved-ticket sensor,
+    which may have seen a newer state) are neither deleted nor overwritten.
     Raises ``ValueError`` for a ticket of another tenant (nothing is written).
     """
     seen: set[str] = set()
@@ -106,6 +112,7 @@ def merge_tickets(conn: psycopg.Connection, tenant_id: str, tickets: Iterable[Ti
         start, end = window or (None, None)
         inserted, updated, deleted = conn.execute(_MERGE, {
             "tenant": tenant_id, "source": source, "window": window is not None, "start": start, "end": end,
+            "fresh_since": fresh_since,
             # Listed but not fetched: small, so an array; the fetched ones are matched through the stage.
             "keep": sorted(set(listed_ids) - seen),
         }).fetchone()

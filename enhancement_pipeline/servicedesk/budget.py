@@ -30,6 +30,9 @@ DEFAULT_PAUSE_S = 5.0
 
 MAX_PAUSE_S = 120.0
 
+REDIS_RETRY_S = 60.0
+"""After Redis fails, how long the budget is kept per process before Redis is tried again."""
+
 
 class RequestBudget:
     """At most ``per_second`` requests per second for ``tenant_id`` (every process that shares ``redis_url``).
@@ -37,7 +40,8 @@ class RequestBudget:
     ``redis_url`` None keeps the budget in this process only. ``acquire()`` blocks until a request may go
     and returns the seconds it waited (a process may run ahead of the shared count by at most ``batch``
     requests, 50 ms of budget); ``pause(s)`` holds every caller of the tenant for ``s`` seconds.
-    ``waited_s`` and ``paused_count`` add up what this instance saw, for run metadata.
+    ``waited_s`` (summed over threads) and ``paused_count`` add up what this instance saw. Without Redis
+    the in-process count is used, and Redis is tried again every ``REDIS_RETRY_S``.
     """
 
     def __init__(self, tenant_id: str, per_second: int, redis_url: str | None = None):
@@ -53,43 +57,61 @@ class RequestBudget:
         self._lock = threading.Lock()
         self.waited_s = 0.0
         self.paused_count = 0
+        self._redis_url = redis_url
+        self._memory = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._redis: redis.Redis | None = None
-        if redis_url:
-            self._redis = redis.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
-            self._limiter = SlidingWindowCounterRateLimiter(RedisStorage(redis_url, socket_timeout=1.0,
-                                                                         socket_connect_timeout=1.0))
-        else:
-            self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._shared: SlidingWindowCounterRateLimiter | None = None
+        self._retry_redis_at = 0.0
+        self._connect()
+
+    def _connect(self) -> None:
+        if self._redis_url:
+            self._redis = redis.Redis.from_url(self._redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+            self._shared = SlidingWindowCounterRateLimiter(RedisStorage(self._redis_url, socket_timeout=1.0,
+                                                                        socket_connect_timeout=1.0))
 
     @property
     def _pause_key(self) -> str:
         return f"sdp-budget:{self.tenant_id}:paused"
 
-    def _fall_back(self, exc: Exception) -> None:
-        log.warning("SDP request budget for %s: Redis unavailable (%s); limiting within this process only",
-                    self.tenant_id, exc)
-        self._redis = None
-        self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+    def _fall_back(self, failed: object, exc: Exception) -> None:
+        """Stop using Redis (once, whichever thread saw it fail first) and try it again in a minute."""
+        with self._lock:
+            if failed is not self._shared and failed is not self._redis:
+                return  # another thread already fell back
+            self._redis, self._shared = None, None
+            self._retry_redis_at = time.monotonic() + REDIS_RETRY_S
+        log.warning("SDP request budget for %s: Redis unavailable (%s); limiting within this process only "
+                    "for %.0f s", self.tenant_id, exc, REDIS_RETRY_S)
+
+    def _maybe_reconnect(self) -> None:
+        if self._redis_url and self._shared is None and time.monotonic() >= self._retry_redis_at:
+            with self._lock:
+                if self._shared is None:
+                    self._retry_redis_at = time.monotonic() + REDIS_RETRY_S
+                    self._connect()
 
     def _pause_left_s(self) -> float:
         left = self._local_pause_until - time.monotonic()
-        if self._redis is not None:
+        client = self._redis
+        if client is not None:
             try:
-                ttl_ms = self._redis.pttl(self._pause_key)
+                ttl_ms = client.pttl(self._pause_key)
             except redis.RedisError as exc:
-                self._fall_back(exc)
+                self._fall_back(client, exc)
             else:
                 left = max(left, ttl_ms / 1000 if ttl_ms and ttl_ms > 0 else 0.0)
         return max(0.0, left)
 
     def _try_hit(self, cost: int) -> bool:
-        try:
-            return self._limiter.hit(self._item, "sdp", self.tenant_id, cost=cost)
-        except Exception as exc:  # noqa: BLE001 - any storage failure: keep importing, limited locally
-            if self._redis is None:
-                raise
-            self._fall_back(exc)
-            return self._limiter.hit(self._item, "sdp", self.tenant_id, cost=cost)
+        self._maybe_reconnect()
+        shared = self._shared
+        if shared is not None:
+            try:
+                return shared.hit(self._item, "sdp", self.tenant_id, cost=cost)
+            except Exception as exc:  # noqa: BLE001 - any storage failure: keep importing, limited locally
+                self._fall_back(shared, exc)
+        return self._memory.hit(self._item, "sdp", self.tenant_id, cost=cost)
 
     def _take_local_permit(self) -> bool:
         with self._lock:
@@ -133,14 +155,15 @@ class RequestBudget:
             self.paused_count += 1
             self._permits = 0
             self._local_pause_until = max(self._local_pause_until, time.monotonic() + seconds)
-        if self._redis is not None:
+        client = self._redis
+        if client is not None:
             try:
                 # Only lengthen a pause another process set, never shorten it.
-                current = self._redis.pttl(self._pause_key)
+                current = client.pttl(self._pause_key)
                 if current is None or current < seconds * 1000:
-                    self._redis.set(self._pause_key, "1", px=max(1, int(seconds * 1000)))
+                    client.set(self._pause_key, "1", px=max(1, int(seconds * 1000)))
             except redis.RedisError as exc:
-                self._fall_back(exc)
+                self._fall_back(client, exc)
 
 
 class BudgetedTransport(httpx.BaseTransport):

@@ -27,10 +27,16 @@ class PayloadError(ValueError):
 
 
 def millis_to_datetime(value: str | int | None) -> datetime | None:
-    """Epoch milliseconds (SDP sends them as strings) to an aware UTC datetime; None stays None."""
+    """Epoch milliseconds (SDP sends them as strings) to an aware UTC datetime; None stays None.
+
+    Raises ``PayloadError`` for anything that is not a representable epoch-millisecond count.
+    """
     if value is None or value == "":
         return None
-    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+    try:
+        return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError) as exc:
+        raise PayloadError(f"{value!r} is not epoch milliseconds ({exc})") from None
 
 
 def datetime_to_millis(value: datetime) -> int:
@@ -50,6 +56,12 @@ class _DateTime(BaseModel):
     model_config = ConfigDict(extra="ignore")
     value: str
     display_value: str | None = None
+
+    @field_validator("value")
+    @classmethod
+    def _epoch_millis(cls, v: str) -> str:
+        millis_to_datetime(v)  # a bad timestamp fails validation here, with the request's id, not later
+        return v
 
 
 class SdpRequest(BaseModel):
@@ -115,7 +127,9 @@ def resolution_text(resolution_payload: dict[str, Any] | None) -> str | None:
 
 def to_ticket(tenant_id: str, request: SdpRequest, resolution: str | None = None) -> Ticket:
     """The pipeline's ``Ticket`` from a validated full request (and its resolution text, if fetched)."""
-    resolved = request.resolved_time or request.completed_time
+    # resolved_time alone, as the history's listing and its count check define "resolved in a month"; a
+    # request closed without one is not history (SDP stamps resolved_time when a request is closed).
+    resolved = request.resolved_time
     return Ticket(
         tenant_id=tenant_id,
         ticket_id=request.id,

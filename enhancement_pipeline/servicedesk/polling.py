@@ -34,6 +34,9 @@ class StreamCursor(BaseModel):
 
     ms: int = Field(validation_alias=AliasChoices("ms", "created_ms"))
     ids_at_ms: list[str] = Field(default_factory=list)
+    failures: dict[str, int] = Field(default_factory=dict)
+    """Ticks in a row that SDP failed on the request the cursor stopped at (by id), so a request that always
+    fails is eventually passed instead of holding the stream forever."""
 
     def handled(self, ms: int, request_id: str) -> bool:
         """Whether the request at ``ms`` is at or behind the cursor (already handled)."""
@@ -44,6 +47,10 @@ class StreamCursor(BaseModel):
         if ms > self.ms:
             return StreamCursor(ms=ms, ids_at_ms=[request_id])
         return StreamCursor(ms=self.ms, ids_at_ms=[*self.ids_at_ms, request_id])
+
+    def failed(self, request_id: str) -> StreamCursor:
+        """The same position, with one more failed tick counted against ``request_id``."""
+        return self.model_copy(update={"failures": {request_id: self.failures.get(request_id, 0) + 1}})
 
 
 def _millis(request: SdpRequest, field: str) -> int:
@@ -57,24 +64,27 @@ def _millis(request: SdpRequest, field: str) -> int:
 
 
 def iter_since(client: ServiceDeskClient, field: str, cursor: StreamCursor, *,
-               criteria: list[dict[str, Any]] | None = None, page_size: int = MAX_ROW_COUNT,
-               on_malformed=None) -> Iterator[tuple[SdpRequest, int]]:
+               criteria: list[dict[str, Any]] | None = None, fields_required: list[str] | None = None,
+               page_size: int = MAX_ROW_COUNT, on_malformed=None) -> Iterator[tuple[SdpRequest, int]]:
     """Requests whose ``field`` is at or after ``cursor`` and not yet handled, oldest first: ``(request, ms)``.
 
-    ``criteria``: more ``search_criteria`` ANDed to the time condition. List rows are reduced, so ``field`` is
-    asked for with ``fields_required``. A row that does not parse (or lacks ``field``) is passed to
-    ``on_malformed(row, error)`` and skipped. Raises ``SdpError`` when SDP fails after the client's retries.
+    ``criteria``: more ``search_criteria`` ANDed to the time condition. List rows are reduced: a ``field``
+    they lack (``last_updated_time``, ``resolved_time``) must be asked for in ``fields_required``, which is
+    sent as given (``created_time`` is in every row). A row that does not parse (or lacks ``field``) is
+    passed to ``on_malformed(row, error)`` and skipped. Raises ``SdpError`` when SDP fails after the
+    client's retries.
     """
     anchor = StreamCursor(ms=cursor.ms, ids_at_ms=list(cursor.ids_at_ms))
     start_index = 1
     while True:
-        search = [{"field": field, "condition": "greater or equal", "value": str(anchor.ms)}]
+        asked_from = anchor.ms
+        search = [{"field": field, "condition": "greater or equal", "value": str(asked_from)}]
         search += [{**c, "logical_operator": c.get("logical_operator", "AND")} for c in criteria or []]
-        rows, info = client.list_requests_page({
-            "row_count": page_size, "start_index": start_index, "sort_field": field, "sort_order": "asc",
-            "search_criteria": search, "fields_required": [field],
-        })
-        fresh = 0
+        list_info: dict[str, Any] = {"row_count": page_size, "start_index": start_index, "sort_field": field,
+                                     "sort_order": "asc", "search_criteria": search}
+        if fields_required:
+            list_info["fields_required"] = fields_required
+        rows, info = client.list_requests_page(list_info)
         for row in rows:
             try:
                 request = parse_request(row)
@@ -85,11 +95,11 @@ def iter_since(client: ServiceDeskClient, field: str, cursor: StreamCursor, *,
                 continue
             if anchor.handled(ms, request.id):
                 continue
-            fresh += 1
             anchor = anchor.advance(ms, request.id)
             yield request, ms
         if not info.get("has_more_rows") or not rows:
             return
-        # Normally re-anchor (start_index 1 at the newest timestamp); only a page that was all one
-        # already-read millisecond needs an offset to get past it.
-        start_index = 1 if fresh else start_index + max(1, len(rows) - PAGE_OVERLAP)
+        # Re-anchor at the newest timestamp read (start_index 1). A page that did not get past the
+        # millisecond it was asked from (a bulk update larger than a page) moves on by offset instead,
+        # overlapping the last page, so the group is walked once, not once per page.
+        start_index = 1 if anchor.ms > asked_from else start_index + max(1, len(rows) - PAGE_OVERLAP)

@@ -8,7 +8,7 @@ Both read SDP through ``polling.iter_since`` and keep a ``StreamCursor``.
 """
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from itertools import groupby
 
 import dagster as dg
@@ -35,6 +35,11 @@ RESOLVED_TICK_BUDGET_S = 20
 tick ends well inside the daemon's 60 s sensor timeout; a timed-out tick would keep its cursor and redo the
 same work forever."""
 RESOLVED_FETCH_CONCURRENCY = 4
+RESOLVED_TICK_DEADLINE_S = 40.0
+"""Wall-clock seconds after which a resolved-ticket tick stops fetching and keeps what it has: the budget may be
+shared with a running backfill, or paused by a 429, and the daemon times a sensor out at 60 s."""
+RESOLVED_MAX_FAILED_TICKS = 3
+"""Ticks in a row SDP may fail on one request before the sensor passes it (logged as an error)."""
 RESOLVED_LOOKBACK_MINUTES = 24 * 60
 """On its first tick the resolved-ticket sensor picks up requests updated this long ago; older ones are the
 backfill's job."""
@@ -121,6 +126,7 @@ def build_resolved_ticket_sensor(tenant: Tenant) -> dg.SensorDefinition:
     def resolved_ticket_sensor(context: dg.SensorEvaluationContext, sdp: ServiceDeskResource,
                                postgres: PostgresResource) -> dg.SensorResult:
         cursor = read_cursor(context.cursor, name, RESOLVED_LOOKBACK_MINUTES)
+        deadline = time.monotonic() + RESOLVED_TICK_DEADLINE_S
         limit = max(1, min(MAX_RESOLVED_PER_TICK,
                            sdp.endpoint(tenant_id).request_budget_per_s * RESOLVED_TICK_BUDGET_S // 2))
         changed: list[tuple[str, int]] = []
@@ -129,28 +135,41 @@ def build_resolved_ticket_sensor(tenant: Tenant) -> dg.SensorDefinition:
             try:
                 for request, updated_ms in iter_since(client, "last_updated_time", cursor,
                                                       criteria=[status_criterion],
+                                                      fields_required=["last_updated_time"],
                                                       on_malformed=_log_malformed(context)):
                     changed.append((request.id, updated_ms))
-                    if len(changed) >= limit:
+                    if len(changed) >= limit or time.monotonic() > deadline:
                         break
             except SdpError as exc:
                 listing_error = exc  # still write what was listed before the failure
-            with ThreadPoolExecutor(RESOLVED_FETCH_CONCURRENCY) as pool:
-                fetched = list(pool.map(lambda item: _fetch_or_error(client, tenant_id, item[0]), changed))
+            pool = ThreadPoolExecutor(RESOLVED_FETCH_CONCURRENCY)
+            futures = [pool.submit(_fetch_or_error, client, tenant_id, request_id) for request_id, _ in changed]
+            wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+            fetched = [f.result() if f.done() else TimeoutError("the tick's deadline came first") for f in futures]
+            pool.shutdown(wait=False, cancel_futures=True)
 
         tickets: list[Ticket] = []
         passed: list[str] = []
         stopped: str | None = None
         for (request_id, updated_ms), result in zip(changed, fetched, strict=True):
-            if isinstance(result, Ticket) and result.status in RESOLVED_STATUSES:
+            if isinstance(result, Ticket) and result.status in RESOLVED_STATUSES and result.resolved_at:
                 tickets.append(result)
             elif isinstance(result, Ticket):
-                passed.append(f"{request_id}: now {result.status}")  # reopened since it was listed
+                # Reopened since it was listed, or closed without a resolved_time (not history by definition).
+                passed.append(f"{request_id}: {result.status}, resolved_time {result.resolved_at}")
             elif isinstance(result, SdpNotFound | SdpRequestError | PayloadError):
                 passed.append(f"{request_id}: {type(result).__name__}: {result}")  # will never succeed
-            else:
+            elif isinstance(result, TimeoutError):
+                stopped = f"{request_id}: {result}"
+                break  # not SDP's fault: this ticket first, next tick
+            elif cursor.failures.get(request_id, 0) + 1 < RESOLVED_MAX_FAILED_TICKS:
                 stopped = f"{request_id}: {type(result).__name__}: {result}"
+                cursor = cursor.failed(request_id)
                 break  # transient: retry from here next tick
+            else:
+                context.log.error(f"SDP failed on request {request_id} {RESOLVED_MAX_FAILED_TICKS} ticks in a row "
+                                  f"({type(result).__name__}: {result}); passing it. A backfill of its month "
+                                  "picks it up once SDP serves it.")
             cursor = cursor.advance(updated_ms, request_id)
 
         events: list[dg.AssetObservation] = []
@@ -187,8 +206,10 @@ def _observations(tenant: Tenant, tickets: list[Ticket]) -> list[dg.AssetObserva
     """One observation per month touched, so the asset's page shows what the sensor wrote and where."""
     first = tenant.history_start_date.strftime("%Y-%m-01")
     events = []
-    keyed = sorted(tickets, key=lambda t: t.resolved_at.strftime("%Y-%m-01") if t.resolved_at else "")
-    for month, group in groupby(keyed, key=lambda t: t.resolved_at.strftime("%Y-%m-01") if t.resolved_at else ""):
+    def month_of(t: Ticket) -> str:
+        return t.resolved_at.strftime("%Y-%m-01") if t.resolved_at else ""
+
+    for month, group in groupby(sorted(tickets, key=month_of), key=month_of):
         ids = [t.ticket_id for t in group]
         events.append(dg.AssetObservation(
             asset_key=history_asset_key(tenant.tenant_id),
@@ -200,7 +221,8 @@ def _observations(tenant: Tenant, tickets: list[Ticket]) -> list[dg.AssetObserva
 
 def _log_malformed(context: dg.SensorEvaluationContext):
     def log(row: dict, exc: Exception) -> None:
-        # One malformed row must not stop the stream; it is logged and not retried forever.
+        # One malformed row must not stop the stream: it is logged and skipped (read again, and logged again,
+        # on later pages until the cursor passes its timestamp).
         context.log.error(f"skipping unreadable request row {row.get('id', '?')!r}: {exc}")
 
     return log

@@ -221,3 +221,32 @@ def test_a_range_backfill_from_the_dagster_cli(db, sdp_state, settings, postgres
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         runs = instance.get_runs()
     assert len(runs) == 1 and runs[0].tags["dagster/asset_partition_range_start"] == FIRST
+
+
+def test_a_backfill_neither_deletes_nor_overwrites_what_the_sensor_wrote_after_it_listed(db):
+    """The month in progress: the backfill lists at T0; the ticket is resolved (or re-resolved) and the sensor
+    writes it; the backfill merges its older view at T1. The sensor's row stands."""
+    from datetime import timedelta
+
+    from enhancement_pipeline.history.store import merge_tickets
+    from enhancement_pipeline.models import Ticket
+
+    start, end = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
+    resolved = start + timedelta(days=3)
+    merge_tickets(db, TENANT, [Ticket(tenant_id=TENANT, ticket_id="old", subject="s", resolution="first fix",
+                                      resolved_at=resolved)], "bulk_import")
+    listed_at = db.execute("SELECT now() - interval '1 second'").fetchone()[0]
+    merge_tickets(db, TENANT, [Ticket(tenant_id=TENANT, ticket_id="new", subject="s", resolution="fix",
+                                      resolved_at=resolved),
+                               Ticket(tenant_id=TENANT, ticket_id="old", subject="s", resolution="second fix",
+                                      resolved_at=resolved)], "sensor_resolved")
+    # The backfill saw "old" with its first resolution and did not see "new" at all.
+    load = merge_tickets(db, TENANT, [Ticket(tenant_id=TENANT, ticket_id="old", subject="s", resolution="first fix",
+                                             resolved_at=resolved)], "bulk_import", window=(start, end),
+                         listed_ids=["old"], fresh_since=listed_at)
+    assert load.deleted == 0 and load.updated == 0
+    assert dict(db.execute("SELECT ticket_id, resolution FROM ticket_history").fetchall()) == {
+        "old": "second fix", "new": "fix"}
+    # Without the guard (a backfill that listed after the sensor wrote), the window is made equal to SDP's list.
+    load = merge_tickets(db, TENANT, [], "bulk_import", window=(start, end), listed_ids=["old"])
+    assert load.deleted == 1

@@ -59,3 +59,13 @@ def test_without_redis_the_budget_still_limits_within_the_process(caplog):
         budget.acquire()
     assert time.monotonic() - started >= 0.4
     assert "limiting within this process only" in caplog.text
+
+
+def test_threads_that_lose_redis_together_all_carry_on(caplog):
+    from concurrent.futures import ThreadPoolExecutor
+
+    budget = RequestBudget(fresh_tenant(), 1000, "redis://127.0.0.1:9/0")
+    with ThreadPoolExecutor(8) as pool:
+        waits = list(pool.map(lambda _: budget.acquire(), range(200)))  # raises here if any thread failed
+    assert len(waits) == 200
+    assert caplog.text.count("limiting within this process only") == 1  # one fallback, not one per thread

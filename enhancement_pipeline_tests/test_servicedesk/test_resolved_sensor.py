@@ -80,6 +80,19 @@ def test_an_sdp_failure_stops_the_cursor_before_the_ticket_and_loses_nothing(db,
     assert set(history(db)) == set(ids)
 
 
+def test_a_ticket_sdp_always_fails_on_is_passed_after_three_ticks(db, sdp_state, tick):
+    from enhancement_pipeline.servicedesk.sensors import RESOLVED_MAX_FAILED_TICKS
+
+    ids = [resolved(sdp_state, f"t{i}", NOW_MS - HOUR + i) for i in range(3)]
+    sdp_state.faults.append(Fault(match=f"GET /api/v3/requests/{ids[1]}$", status=500, sdp_code=4004, times=10_000))
+    cursor = None
+    for _ in range(RESOLVED_MAX_FAILED_TICKS - 1):
+        cursor = tick(cursor).cursor
+        assert set(history(db)) == {ids[0]}  # held: SDP may recover
+    tick(cursor)
+    assert set(history(db)) == {ids[0], ids[2]}  # passed, so the stream goes on
+
+
 def test_a_deleted_or_reopened_ticket_is_passed_not_retried_forever(db, sdp_state, tick):
     gone, reopened, kept = (resolved(sdp_state, f"t{i}", NOW_MS - HOUR + i) for i in range(3))
     sdp_state.faults.append(Fault(match=f"GET /api/v3/requests/{gone}$", status=404, sdp_code=4007, times=100))
@@ -107,7 +120,8 @@ def test_polling_loses_no_ticket_that_changes_while_it_pages(db, sdp_state, sdp_
 
     criteria = [{"field": "status.name", "condition": "is", "values": sorted(RESOLVED_STATUSES)}]
     with ServiceDeskClient(sdp_server.url, SDP_KEY, transport=ChangeAfterFirstPage()) as client:
-        seen = [r.id for r, _ in iter_since(client, "last_updated_time", StreamCursor(ms=0), criteria=criteria)]
+        seen = [r.id for r, _ in iter_since(client, "last_updated_time", StreamCursor(ms=0), criteria=criteria,
+                                                      fields_required=["last_updated_time"])]
     assert set(seen) == set(ids)
     assert seen.count(ids[10]) == 2 and seen[-1] == ids[10]  # read again with its new timestamp, last
 
@@ -123,11 +137,14 @@ def test_a_bulk_update_larger_than_a_page_is_read_whole(db, sdp_state, sdp_serve
     same_ms = NOW_MS - HOUR
     ids = [resolved(sdp_state, f"bulk {i}", same_ms) for i in range(230)]
     with ServiceDeskClient(sdp_server.url, SDP_KEY) as client:
-        first = list(iter_since(client, "last_updated_time", StreamCursor(ms=0)))
+        calls_before = sdp_state.calls["GET /requests"]
+        first = list(iter_since(client, "last_updated_time", StreamCursor(ms=0), fields_required=["last_updated_time"]))
+        # The group is walked once with overlapping pages, not restarted per page: 230 rows, 100 a page.
+        assert sdp_state.calls["GET /requests"] - calls_before <= 4
         cursor = StreamCursor(ms=0)
         for request, ms in first[:150]:  # a tick that stopped part-way through the group
             cursor = cursor.advance(ms, request.id)
-        rest = [r.id for r, _ in iter_since(client, "last_updated_time", cursor)]
+        rest = [r.id for r, _ in iter_since(client, "last_updated_time", cursor, fields_required=["last_updated_time"])]
     assert sorted(r.id for r, _ in first) == sorted(ids)
     assert sorted(rest) == sorted(set(ids) - {r.id for r, _ in first[:150]})
 
