@@ -16,6 +16,7 @@ Admin routes under ``/_sim`` (no auth) seed data and read counters; they are not
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import threading
@@ -111,7 +112,7 @@ class SdpState:
     cache_lists: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
     _next: int = 1
-    _list_cache: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    _list_cache: dict[str, tuple[list[dict[str, Any]], list]] = field(default_factory=dict)
 
     def next_ids(self) -> tuple[str, str]:
         with self.lock:
@@ -226,15 +227,27 @@ class SdpState:
         if isinstance(criteria, dict):
             criteria = [criteria]
         fields = list_info.get("search_fields") or {}
-        cache_key = json.dumps([criteria, fields, sort_field, descending], sort_keys=True, default=str)
-        with self.lock:
-            rows = self._list_cache.get(cache_key) if self.cache_lists else None
-            if rows is None:
-                rows = [r for r in self.requests.values()
-                        if _matches_all(r, criteria or []) and _matches_fields(r, fields)]
-                rows.sort(key=lambda r: (_sort_key(_field(r, sort_field)), int(r["id"])), reverse=descending)
-                if self.cache_lists:
-                    self._list_cache[cache_key] = rows
+        criteria = criteria or []
+        # Like a database with an index on the sort field: a keyset page ("sort field >= x AND ...") reuses
+        # the sorted list of the other conditions and only re-applies the range.
+        ranges = [c for c in criteria if self.cache_lists and not descending and c.get("field") == sort_field
+                  and _CONDITIONS.get(str(c.get("condition")).lower()) in ("gt", "gte", "lt", "lte")
+                  and str(c.get("logical_operator", "AND")).upper() == "AND"]
+        if ranges and criteria[0] in ranges and all(
+                str(c.get("logical_operator", "AND")).upper() == "AND" for c in criteria[1:]):
+            rows, keys = self._sorted_rows(criteria=[c for c in criteria if c not in ranges], fields=fields,
+                                           sort_field=sort_field, descending=False, with_keys=True)
+            lo, hi = 0, len(rows)
+            for c in ranges:
+                bound = _sort_key(c["value"] if "value" in c else (c.get("values") or [None])[0])
+                condition = _CONDITIONS[str(c["condition"]).lower()]
+                if condition in ("gt", "gte"):
+                    lo = max(lo, (bisect.bisect_right if condition == "gt" else bisect.bisect_left)(keys, bound))
+                else:
+                    hi = min(hi, (bisect.bisect_left if condition == "lt" else bisect.bisect_right)(keys, bound))
+            rows = rows[lo:hi]
+        else:
+            rows = self._sorted_rows(criteria, fields, sort_field, descending)[0]
         page = rows[start_index - 1:start_index - 1 + row_count]
         extra = list(list_info.get("fields_required") or [])
         out = []
@@ -250,6 +263,22 @@ class SdpState:
         if list_info.get("get_total_count"):
             info["total_count"] = len(rows)
         return out, info
+
+    def _sorted_rows(self, criteria: list, fields: dict, sort_field: str, descending: bool,
+                     with_keys: bool = False) -> tuple[list[dict[str, Any]], list]:
+        """(matching requests sorted by ``sort_field`` then id, their sort keys when ``with_keys``)."""
+        cache_key = json.dumps([criteria, fields, sort_field, descending], sort_keys=True, default=str)
+        with self.lock:
+            cached = self._list_cache.get(cache_key) if self.cache_lists else None
+            if cached is None:
+                rows = [r for r in self.requests.values() if _matches_all(r, criteria) and _matches_fields(r, fields)]
+                rows.sort(key=lambda r: (_sort_key(_field(r, sort_field)), int(r["id"])), reverse=descending)
+                # Cached lists always carry their keys: the same conditions may be asked for with and without.
+                keys = [_sort_key(_field(r, sort_field)) for r in rows] if with_keys or self.cache_lists else []
+                cached = (rows, keys)
+                if self.cache_lists:
+                    self._list_cache[cache_key] = cached
+            return cached
 
 
 def seed_resolved_tickets(state: SdpState, tickets: list[ArticleTicket]) -> dict[str, str]:

@@ -120,3 +120,28 @@ def test_sends_input_data_as_the_api_expects(sdp_server, db):
     assert post.headers["content-type"] == "application/x-www-form-urlencoded"
     assert post.content.startswith(b"input_data=")
     assert get.url.path.endswith(f"/api/v3/requests/{created['id']}")
+
+
+def test_the_simulators_indexed_lists_answer_what_its_plain_lists_answer():
+    """Benchmarks turn on ``cache_lists`` (keyset pages served from a sorted index); it must not change answers."""
+    import random
+
+    from enhancement_pipeline.local.sdp_simulator import SdpState
+
+    indexed, plain = SdpState(api_key="k", cache_lists=True), SdpState(api_key="k")
+    for state in (indexed, plain):
+        draw = random.Random(7)
+        for i in range(1500):
+            ms = 1_700_000_000_000 + draw.randint(0, 300) * 1000
+            state.add_request(subject=f"s{i}", status=draw.choice(["Resolved", "Closed", "Open"]),
+                              created_millis=ms - 10, resolved_millis=ms)
+    for anchor in (0, 1_700_000_100_000, 1_700_000_400_000):
+        criteria = [{"field": "resolved_time", "condition": "greater or equal", "value": str(anchor)},
+                    {"field": "resolved_time", "condition": "lesser than", "value": "1700000200000"},
+                    {"field": "status.name", "condition": "is", "values": ["Closed", "Resolved"]}]
+        for start in (1, 101, 901):
+            list_info = {"row_count": 100, "start_index": start, "sort_field": "resolved_time",
+                         "search_criteria": criteria, "get_total_count": True}
+            rows_i, info_i = indexed.list_requests(dict(list_info))
+            rows_p, info_p = plain.list_requests(dict(list_info))
+            assert [r["id"] for r in rows_i] == [r["id"] for r in rows_p] and info_i == info_p
