@@ -55,9 +55,9 @@ def build_definitions(settings: Settings, tenants: Sequence[Tenant] | None = Non
         history = build_ticket_history(tenant)
         assets += [history, build_system_inventory(tenant)]
         checks += build_history_checks(tenant)
-        sensors += [build_new_ticket_sensor(tenant), build_resolved_ticket_sensor(tenant)]
+        sensors += [build_new_ticket_sensor(tenant, settings), build_resolved_ticket_sensor(tenant, settings)]
         if tenant.inventory_dir is not None:
-            sensors.append(build_inventory_sensor(tenant))
+            sensors.append(build_inventory_sensor(tenant, settings))
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=[enhance_ticket], sensors=sensors,
                           resources=build_resources(settings, tenants))
 

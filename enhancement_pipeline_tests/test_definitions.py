@@ -39,7 +39,7 @@ def test_each_tenant_of_the_file_gets_its_assets_checks_and_sensors(tmp_path):
 
     path = tmp_path / "tenants.yaml"
     path.write_text(TENANTS_YAML.format(inventory=tmp_path))
-    defs = build_definitions(Settings(tenants_file=path))
+    defs = build_definitions(Settings(tenants_file=path, resolved_ticket_sensor_interval_s=45))
     defs.get_repository_def().load_all_definitions()
     graph = defs.resolve_asset_graph()
     assert graph.get_all_asset_keys() == {dg.AssetKey([t, a]) for t in ("contoso", "fabrikam")
@@ -58,6 +58,7 @@ def test_each_tenant_of_the_file_gets_its_assets_checks_and_sensors(tmp_path):
                             "contoso__inventory_file_sensor", "fabrikam__new_ticket_sensor",
                             "fabrikam__resolved_ticket_sensor"}
     assert sensors["contoso__new_ticket_sensor"].job_name == "enhance_ticket"
+    assert sensors["fabrikam__resolved_ticket_sensor"].minimum_interval_seconds == 45  # the settings given
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     sdp = defs.resources["sdp"]
     assert sdp.endpoint("contoso").request_budget_per_s == 4

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from enhancement_pipeline.inventory.assets import inventory_asset_key
-from enhancement_pipeline.settings import get_settings
+from enhancement_pipeline.settings import Settings, get_settings
 from enhancement_pipeline.tenants import Tenant
 
 SETTLE_S = 5.0
@@ -33,7 +33,7 @@ def folder_fingerprint(folder: Path, now: float | None = None,
     return hashlib.sha256("\n".join(parts).encode()).hexdigest(), [p.name for p in files]
 
 
-def build_inventory_sensor(tenant: Tenant) -> dg.SensorDefinition:
+def build_inventory_sensor(tenant: Tenant, settings: Settings | None = None) -> dg.SensorDefinition:
     """Watches ``tenant.inventory_dir``; a new, changed or removed file launches one materialization.
 
     The cursor is the digest of the folder's files (name, size, mtime); the run key is the tenant plus that
@@ -45,7 +45,7 @@ def build_inventory_sensor(tenant: Tenant) -> dg.SensorDefinition:
     key = inventory_asset_key(tenant.tenant_id)
 
     @dg.sensor(name=f"{tenant.tenant_id}__inventory_file_sensor", asset_selection=[key],
-               minimum_interval_seconds=get_settings().inventory_sensor_interval_s,
+               minimum_interval_seconds=(settings or get_settings()).inventory_sensor_interval_s,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description=f"Materializes {tenant.tenant_id}/system_inventory when the data team adds, changes or "
                            f"removes a CSV/Parquet file in {folder}.")

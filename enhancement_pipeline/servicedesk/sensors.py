@@ -24,7 +24,7 @@ from enhancement_pipeline.servicedesk.client import SdpError, SdpNotFound, SdpRe
 from enhancement_pipeline.servicedesk.payloads import FINISHED_STATUSES, RESOLVED_STATUSES, PayloadError
 from enhancement_pipeline.servicedesk.polling import StreamCursor, iter_since
 from enhancement_pipeline.servicedesk.resource import ServiceDeskResource
-from enhancement_pipeline.settings import get_settings
+from enhancement_pipeline.settings import Settings, get_settings
 from enhancement_pipeline.storage.postgres import PostgresResource
 from enhancement_pipeline.tenants import Tenant
 
@@ -61,11 +61,12 @@ def read_cursor(raw: str | None, sensor_name: str, lookback_minutes: int) -> Str
     return initial_cursor(int(time.time() * 1000), lookback_minutes)
 
 
-def build_new_ticket_sensor(tenant: Tenant) -> dg.SensorDefinition:
-    """``<tenant>__new_ticket_sensor``: polls ``created_time`` and launches one enhance_ticket run per request."""
+def build_new_ticket_sensor(tenant: Tenant, settings: Settings | None = None) -> dg.SensorDefinition:
+    """``<tenant>__new_ticket_sensor``: polls ``created_time`` and launches one enhance_ticket run per request.
+    Its interval and first-tick lookback come from ``settings`` (default: the environment's)."""
     tenant_id = tenant.tenant_id
     name = f"{tenant_id}__new_ticket_sensor"
-    settings = get_settings()
+    settings = settings or get_settings()
 
     @dg.sensor(name=name, job=enhance_ticket, minimum_interval_seconds=settings.new_ticket_sensor_interval_s,
                default_status=dg.DefaultSensorStatus.RUNNING,
@@ -105,7 +106,7 @@ def build_new_ticket_sensor(tenant: Tenant) -> dg.SensorDefinition:
     return new_ticket_sensor
 
 
-def build_resolved_ticket_sensor(tenant: Tenant) -> dg.SensorDefinition:
+def build_resolved_ticket_sensor(tenant: Tenant, settings: Settings | None = None) -> dg.SensorDefinition:
     """``<tenant>__resolved_ticket_sensor``: upserts Resolved/Closed requests updated since its cursor.
 
     The cursor is a ``StreamCursor`` on ``last_updated_time``: the newest update already written to
@@ -116,7 +117,7 @@ def build_resolved_ticket_sensor(tenant: Tenant) -> dg.SensorDefinition:
     """
     tenant_id = tenant.tenant_id
     name = f"{tenant_id}__resolved_ticket_sensor"
-    settings = get_settings()
+    settings = settings or get_settings()
     status_criterion = {"field": "status.name", "condition": "is", "values": sorted(RESOLVED_STATUSES)}
 
     @dg.sensor(name=name, minimum_interval_seconds=settings.resolved_ticket_sensor_interval_s,
