@@ -24,10 +24,11 @@ needs no file. Every row the pipeline writes and every query it makes carries th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -35,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from enhancement_pipeline.settings import Settings, get_settings
 
 TENANT_ID_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+E = TypeVar("E")
 
 
 class TenantsFileError(ValueError):
@@ -97,6 +99,11 @@ class _TenantsFile(BaseModel):
         if repeated:
             raise ValueError(f"tenant_id declared more than once: {', '.join(repeated)}")
         return tenants
+
+
+def endpoint_for(endpoints: Sequence[E], tenant_id: str) -> E | None:
+    """The entry of ``endpoints`` (per-tenant settings with a ``tenant_id``) for ``tenant_id``, or None."""
+    return next((e for e in endpoints if e.tenant_id == tenant_id), None)
 
 
 def load_tenants_file(path: Path) -> tuple[Tenant, ...]:

@@ -79,10 +79,14 @@ def resolved_criteria(start: datetime, end: datetime) -> list[dict]:
     ]
 
 
-def fetch_ticket(client: ServiceDeskClient, tenant_id: str, request_id: str) -> Ticket:
-    """The full request and its resolution as a ``Ticket``. Raises ``SdpError`` or ``PayloadError``."""
-    request = parse_request(client.get_request(request_id))
-    return to_ticket(tenant_id, request, resolution_text(client.get_resolution(request_id)))
+def fetch_ticket(client: ServiceDeskClient, tenant_id: str, request_id: str) -> Ticket | SdpError | PayloadError:
+    """The full request and its resolution as a ``Ticket``, or the ``SdpError`` / ``PayloadError`` that
+    stopped it, returned rather than raised: callers fetch many on a pool and one bad ticket stops none."""
+    try:
+        request = parse_request(client.get_request(request_id))
+        return to_ticket(tenant_id, request, resolution_text(client.get_resolution(request_id)))
+    except (SdpError, PayloadError) as exc:
+        return exc
 
 
 @dataclass
@@ -110,23 +114,20 @@ def import_months(make_client: Callable[[], ServiceDeskClient], tenant_id: str,
         local.client = make_client()
         clients.append(local.client)
 
-    def fetch(request_id: str) -> Ticket | str:
-        try:
-            return fetch_ticket(local.client, tenant_id, request_id)
-        except (SdpError, PayloadError) as exc:  # one bad ticket never stops an import
-            return f"{request_id}: {type(exc).__name__}: {exc}"
+    def fetch(request_id: str) -> Ticket | SdpError | PayloadError:
+        return fetch_ticket(local.client, tenant_id, request_id)
 
     done: list[MonthImport] = []
     pending: deque[_Pending] = deque()
 
     def finish(item: _Pending) -> None:
         tickets: list[Ticket] = []
-        for future in item.futures:
+        for request_id, future in zip(item.ids, item.futures, strict=True):
             result = future.result()
-            if isinstance(result, str):
-                item.month.failures.append(result)
-            else:
+            if isinstance(result, Ticket):
                 tickets.append(result)
+            else:
+                item.month.failures.append(f"{request_id}: {type(result).__name__}: {result}")
         item.month.without_resolution = sum(1 for t in tickets if not t.resolution)
         item.month.load = write(item.month, tickets, item.ids)
         item.month.seconds = time.perf_counter() - item.started

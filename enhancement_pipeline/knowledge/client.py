@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from enhancement_pipeline.models import KbArticle
 from enhancement_pipeline.storage.cache import RedisCacheResource
+from enhancement_pipeline.tenants import endpoint_for
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,9 @@ class KnowledgeBaseResource(dg.ConfigurableResource):
     timeout_s: float = 10.0
 
     def endpoint(self, tenant_id: str) -> KbEndpoint:
-        for endpoint in self.endpoints:
-            if endpoint.tenant_id == tenant_id:
-                return endpoint
+        endpoint = endpoint_for(self.endpoints, tenant_id)
+        if endpoint is not None:
+            return endpoint
         raise KnowledgeBaseError(f"no knowledge base declared for tenant {tenant_id!r}")
 
     def search(self, tenant_id: str, query: str, limit: int = 5) -> tuple[list[KbArticle], bool]:

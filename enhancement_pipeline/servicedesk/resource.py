@@ -7,7 +7,7 @@ import httpx
 
 from enhancement_pipeline.servicedesk.budget import BudgetedTransport, RequestBudget, budget_for
 from enhancement_pipeline.servicedesk.client import ServiceDeskClient
-from enhancement_pipeline.tenants import Tenant
+from enhancement_pipeline.tenants import Tenant, endpoint_for
 
 
 class UnknownTenantError(KeyError):
@@ -48,9 +48,9 @@ class ServiceDeskResource(dg.ConfigurableResource):
 
     def endpoint(self, tenant_id: str) -> SdpEndpoint:
         """The tenant's endpoint. Raises ``UnknownTenantError`` for a tenant the tenants file does not declare."""
-        for endpoint in self.endpoints:
-            if endpoint.tenant_id == tenant_id:
-                return endpoint
+        endpoint = endpoint_for(self.endpoints, tenant_id)
+        if endpoint is not None:
+            return endpoint
         raise UnknownTenantError(f"tenant {tenant_id!r} is not declared (known: "
                                  f"{', '.join(e.tenant_id for e in self.endpoints)})")
 

@@ -144,7 +144,7 @@ def build_resolved_ticket_sensor(tenant: Tenant, settings: Settings | None = Non
             except SdpError as exc:
                 listing_error = exc  # still write what was listed before the failure
             pool = ThreadPoolExecutor(RESOLVED_FETCH_CONCURRENCY)
-            futures = [pool.submit(_fetch_or_error, client, tenant_id, request_id) for request_id, _ in changed]
+            futures = [pool.submit(fetch_ticket, client, tenant_id, request_id) for request_id, _ in changed]
             wait(futures, timeout=max(0.0, deadline - time.monotonic()))
             fetched = [f.result() if f.done() else TimeoutError("the tick's deadline came first") for f in futures]
             pool.shutdown(wait=False, cancel_futures=True)
@@ -194,13 +194,6 @@ def build_resolved_ticket_sensor(tenant: Tenant, settings: Settings | None = Non
         return dg.SensorResult(cursor=cursor.model_dump_json(), asset_events=events)
 
     return resolved_ticket_sensor
-
-
-def _fetch_or_error(client, tenant_id: str, request_id: str) -> Ticket | Exception:
-    try:
-        return fetch_ticket(client, tenant_id, request_id)
-    except (SdpError, PayloadError) as exc:
-        return exc
 
 
 def _observations(tenant: Tenant, tickets: list[Ticket]) -> list[dg.AssetObservation]:
