@@ -230,11 +230,10 @@ class SdpState:
         criteria = criteria or []
         # Like a database with an index on the sort field: a keyset page ("sort field >= x AND ...") reuses
         # the sorted list of the other conditions and only re-applies the range.
-        ranges = [c for c in criteria if self.cache_lists and not descending and c.get("field") == sort_field
-                  and _CONDITIONS.get(str(c.get("condition")).lower()) in ("gt", "gte", "lt", "lte")
-                  and str(c.get("logical_operator", "AND")).upper() == "AND"]
-        if ranges and criteria[0] in ranges and all(
-                str(c.get("logical_operator", "AND")).upper() == "AND" for c in criteria[1:]):
+        only_and = all(str(c.get("logical_operator", "AND")).upper() == "AND" for c in criteria[1:])
+        ranges = [c for c in criteria if c.get("field") == sort_field
+                  and _CONDITIONS.get(str(c.get("condition")).lower()) in ("gt", "gte", "lt", "lte")]
+        if self.cache_lists and not descending and only_and and ranges:
             rows, keys = self._sorted_rows(criteria=[c for c in criteria if c not in ranges], fields=fields,
                                            sort_field=sort_field, descending=False, with_keys=True)
             lo, hi = 0, len(rows)
