@@ -3,16 +3,19 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Extras to install: `make install EXTRAS=dev,embeddings` adds hybrid search (PyTorch CPU, ~1.5 GB).
+EXTRAS ?= dev
+comma  := ,
+STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install demo test ui migrate clean
+.PHONY: install demo test ui migrate clean bench-quality bench-latency
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -26,6 +29,16 @@ ui: $(STAMP)
 
 migrate: $(STAMP)
 	$(BIN)/enhancement-pipeline migrate
+
+# Retrieval quality on real data (Microsoft articles, Endava tickets from ../shared/data) against BM25.
+bench-quality:
+	$(MAKE) install EXTRAS=dev,embeddings,bench
+	$(BIN)/python benchmarks/retrieval_quality.py
+
+# p50/p95 of the production similar-ticket query at 10k, 100k and 1M tickets.
+bench-latency:
+	$(MAKE) install EXTRAS=dev,embeddings,bench
+	$(BIN)/python benchmarks/search_latency.py
 
 clean:
 	rm -rf .local

@@ -40,7 +40,11 @@ class Ticket(BaseModel):
 
 
 class SimilarTicket(BaseModel):
-    """A resolved ticket from ``ticket_history`` ranked against the new ticket (score: higher is closer)."""
+    """A resolved ticket from ``ticket_history`` ranked against the new ticket (``history.search``).
+
+    ``score`` in 0..1 is the stronger of two signals: the share of the new ticket's weighted terms it holds,
+    and (with the embeddings extra) the cosine similarity of the two tickets' embeddings.
+    """
 
     ticket_id: str
     subject: str

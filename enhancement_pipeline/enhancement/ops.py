@@ -13,7 +13,8 @@ import dagster as dg
 from enhancement_pipeline.enhancement.llm import LlmResource
 from enhancement_pipeline.enhancement.posting import post_note_once
 from enhancement_pipeline.enhancement.synthesis import synthesize
-from enhancement_pipeline.history.search import find_similar
+from enhancement_pipeline.history.embeddings import load_encoder
+from enhancement_pipeline.history.search import find_similar, has_embeddings
 from enhancement_pipeline.inventory.ip_addresses import extract_ips
 from enhancement_pipeline.inventory.lookup import lookup_systems
 from enhancement_pipeline.knowledge.client import KnowledgeBaseResource
@@ -68,13 +69,17 @@ def _degrade(context: dg.OpExecutionContext, empty: Callable[..., S], work: Call
     return section
 
 
-@dg.op(description="Resolved tickets like this one, from ticket_history (Postgres full-text search).")
+@dg.op(description="Resolved tickets like this one, from ticket_history: weighted term overlap, fused with "
+                   "sentence embeddings when the embeddings extra is installed.")
 def similar_tickets(context: dg.OpExecutionContext, ticket: Ticket, postgres: PostgresResource
                     ) -> SimilarTicketsContext:
     def work() -> SimilarTicketsContext:
         with postgres.connection() as conn:
-            items = find_similar(conn, ticket.tenant_id, ticket.text)
-        context.add_output_metadata({"ticket_ids": ", ".join(t.ticket_id for t in items),
+            # The model loads only where the tenant's history can have embeddings (~3 s, once per run).
+            encoder = load_encoder() if has_embeddings(conn) else None
+            items = find_similar(conn, ticket.tenant_id, ticket.text, encoder=encoder)
+        context.add_output_metadata({"method": "hybrid" if encoder is not None else "lexical",
+                                     "ticket_ids": ", ".join(t.ticket_id for t in items),
                                      "scores": ", ".join(f"{t.score:.3f}" for t in items)})
         return SimilarTicketsContext(items=items)
 

@@ -64,10 +64,13 @@ def deterministic_note(ticket: Ticket, similar: SimilarTicketsContext, knowledge
              "the knowledge base and the inventory.*", "", f"### {SECTION_TITLES[0]}"]
     if similar.items:
         for t in similar.items:
-            lines.append(f"- [#{t.ticket_id}] **{t.subject}** (score {t.score:.2f}): "
+            lines.append(f"- [#{t.ticket_id}] **{t.subject}** (match {t.score:.2f}): "
                          f"{_first_sentences(t.resolution)}")
-    else:
+    elif similar.error:
         lines.append(_nothing("similar resolved ticket", similar.error))
+    else:
+        lines.append("- No resolved ticket in the history is similar enough to this one: none shares enough of "
+                     "its wording or meaning to be worth reading.")
     lines += ["", f"### {SECTION_TITLES[1]}"]
     if knowledge.items:
         for a in knowledge.items:

@@ -6,6 +6,7 @@ import dagster as dg
 
 from enhancement_pipeline.history.importer import MonthImport, import_months, month_windows
 from enhancement_pipeline.history.store import HistoryLoad, merge_tickets
+from enhancement_pipeline.history.search import embed_if_available, refresh_lexeme_stats
 from enhancement_pipeline.models import Ticket
 from enhancement_pipeline.servicedesk.resource import ServiceDeskResource
 from enhancement_pipeline.storage.postgres import PostgresResource
@@ -78,6 +79,10 @@ def build_ticket_history(tenant: Tenant) -> dg.AssetsDefinition:
         waited_before = budget.waited_s
         months = import_months(lambda: sdp.client(tenant_id, budgeted=True), tenant_id, windows, write,
                                concurrency=endpoint.import_concurrency, on_month=progress)
+        with postgres.connection() as conn:
+            # Term statistics over the whole tenant (they weight every query), embeddings for this range.
+            search_docs = refresh_lexeme_stats(conn, tenant_id)
+            embedded = embed_if_available(conn, tenant_id, context.log, window=(window.start, window.end))
         elapsed = time.perf_counter() - started
         load = sum((m.load for m in months), HistoryLoad())
         failures = [f for m in months for f in m.failures]
@@ -89,6 +94,9 @@ def build_ticket_history(tenant: Tenant) -> dg.AssetsDefinition:
             "seconds": round(elapsed, 2), "tickets_per_s": round(load.written / elapsed, 1) if elapsed > 0 else 0.0,
             "budget_wait_thread_s": round(budget.waited_s - waited_before, 2),  # summed over the fetch threads
             "window": f"{window.start:%Y-%m-%d} .. {window.end:%Y-%m-%d}",
+            "search_docs": search_docs,
+            # None: the `embeddings` extra (or pgvector) is not installed, search is lexical only.
+            "embedded": embedded if embedded is not None else dg.MetadataValue.text("off"),
             "by_month": dg.MetadataValue.md(_months_table(months)),
         }
         if failures:

@@ -43,9 +43,10 @@ def compose(context: dict[str, Any]) -> str:
     tickets = context.get("similar_tickets") or []
     for t in tickets[:3]:
         fix = re.split(r"(?<=[.!?])\s", (t.get("resolution") or "").strip(), maxsplit=1)[0]
-        out.append(f"- [#{t['ticket_id']}] {t['subject']}: resolved by: {fix}")
+        score = f" (match {t['score']:.2f})" if isinstance(t.get("score"), int | float) else ""
+        out.append(f"- [#{t['ticket_id']}] {t['subject']}{score}: resolved by: {fix}")
     if not tickets:
-        out.append("No similar resolved ticket was found.")
+        out.append("No resolved ticket in the history is similar enough to this one.")
     out += ["", "### Knowledge base articles"]
     articles = context.get("knowledge_articles") or []
     for a in articles[:3]:

@@ -18,6 +18,7 @@ from enhancement_pipeline.enhancement.job import enhance_ticket
 from enhancement_pipeline.enhancement.prompts import PROMPT_VERSION
 from enhancement_pipeline.history.assets import history_asset_key
 from enhancement_pipeline.history.importer import fetch_ticket
+from enhancement_pipeline.history.search import add_to_lexeme_stats, embed_if_available
 from enhancement_pipeline.history.store import merge_tickets
 from enhancement_pipeline.models import Ticket
 from enhancement_pipeline.servicedesk.client import SdpError, SdpNotFound, SdpRequestError
@@ -177,6 +178,9 @@ def build_resolved_ticket_sensor(tenant: Tenant, settings: Settings | None = Non
         if tickets:
             with postgres.connection() as conn:
                 load = merge_tickets(conn, tenant_id, tickets, "sensor_resolved")
+                ids = [t.ticket_id for t in tickets]
+                add_to_lexeme_stats(conn, tenant_id, ids)  # their words are searchable from now on
+                embed_if_available(conn, tenant_id, context.log, ticket_ids=ids)
             context.log.info(f"ticket_history: {load.inserted} new, {load.updated} changed, {load.unchanged} "
                              f"unchanged resolved request(s)")
             events = _observations(tenant, tickets)

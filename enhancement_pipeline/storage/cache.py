@@ -1,11 +1,19 @@
 """Redis as a cache resource. A Redis outage costs cache hits, never a run: every call degrades to a miss."""
 
 import logging
+from functools import lru_cache
 
 import dagster as dg
 import redis
 
 log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=8)
+def _shared_client(redis_url: str, socket_timeout_s: float) -> redis.Redis:
+    """One client (and so one connection pool) per URL and process: a run makes several cache calls."""
+    return redis.Redis.from_url(redis_url, socket_timeout=socket_timeout_s,
+                                socket_connect_timeout=socket_timeout_s, decode_responses=True)
 
 
 class RedisCacheResource(dg.ConfigurableResource):
@@ -18,10 +26,7 @@ class RedisCacheResource(dg.ConfigurableResource):
     socket_timeout_s: float = 0.5
 
     def _client(self) -> redis.Redis:
-        return redis.Redis.from_url(
-            self.redis_url, socket_timeout=self.socket_timeout_s, socket_connect_timeout=self.socket_timeout_s,
-            decode_responses=True,
-        )
+        return _shared_client(self.redis_url, self.socket_timeout_s)
 
     def get(self, key: str) -> str | None:
         """The cached value, or None on a miss or when Redis cannot be reached."""
