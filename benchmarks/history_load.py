@@ -35,14 +35,16 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from _measure import postgres_cpu_s  # benchmarks/ is on sys.path when a script in it runs
+from _measure import (  # benchmarks/ is on sys.path when a script in it runs
+    migrated_postgres,
+    postgres_cpu_s,
+    remove_postgres,
+)
 
 TENANT = "bench"
 ID_BASE = 123_640_000_000_000_000  # SDP cloud-style 18-digit ids
@@ -167,8 +169,6 @@ def main() -> None:
 
     import psycopg
 
-    from enhancement_pipeline.local.services import EmbeddedPostgres
-    from enhancement_pipeline.storage.migrations import migrate
     from enhancement_pipeline.storage.postgres import PostgresResource, close_pools
 
     windows = month_windows(args.months)
@@ -180,14 +180,8 @@ def main() -> None:
     texts = article_texts()
     say(f"{len(texts)} shipped articles as ticket text in {time.perf_counter() - t0:.1f} s")
 
-    root = Path(tempfile.mkdtemp(prefix="ep-bench-load-"))
-    root.chmod(0o755)  # PostgreSQL runs as `nobody` when this runs as root
-    postgres = EmbeddedPostgres(root / "pg")
+    postgres, db_url = migrated_postgres("ep-bench-load-")
     try:
-        postgres.start()
-        postgres.create_database("enhancement")
-        db_url = postgres.url("enhancement")
-        migrate(db_url)
         if args.explain:
             enable_statement_log(db_url)
         resource = PostgresResource(database_url=db_url)
@@ -241,8 +235,7 @@ def main() -> None:
         print(f"load_rate_rows_per_s={written / wall:.0f}", flush=True)
     finally:
         close_pools()
-        postgres.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        remove_postgres(postgres)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ Tasks:
   not shipped): 2,000 sampled tickets (fixed seed) each query all the other 47,836; reports P@5, the share
   of the top 5 with the query's ``Topic_group``, and the chance level (a random other ticket's). When that
   folder is absent the task is skipped with a message saying where to put it.
+- **KB search** (known-item again, over the 4,850 shipped KB documents with their titles): the KB
+  simulator's ranking against BM25, so the demo's knowledge base answers as a good one would.
 - **Floor calibration**: the top hit's ``term_match`` and cosine for known-item queries answered right,
   against off-topic queries (GNOME Help and tldr page titles asked of the Microsoft corpus); prints what
   share of each the production floor (``history.search.LEXICAL_FLOOR``/``SEMANTIC_FLOOR``) keeps.
@@ -41,7 +43,6 @@ import hashlib
 import os
 import random
 import statistics
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -49,6 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from _measure import migrated_postgres, remove_postgres  # benchmarks/ is on sys.path when a script in it runs
 
 ROOT = Path(__file__).resolve().parents[1]
 ENDAVA = ROOT.parent / "shared" / "data" / "tickets-endava" / "all_tickets_processed_improved_v3.csv.gz"
@@ -262,7 +264,10 @@ def category(resource, encoder, tickets: list[tuple[str, str]], methods_wanted: 
 def calibrate_floor(resource, encoder) -> None:
     """Top-hit scores of right known-item answers against off-topic queries, and what the floor keeps."""
     from enhancement_pipeline.history.search import (
-        LEXICAL_FLOOR, SEMANTIC_FLOOR, lexical_search, semantic_search,
+        LEXICAL_FLOOR,
+        SEMANTIC_FLOOR,
+        lexical_search,
+        semantic_search,
     )
 
     corpus, off_topic = known_item_corpus()
@@ -311,6 +316,31 @@ def calibrate_floor(resource, encoder) -> None:
           f"{kept_production(wrong_scores, False):.1%}")
 
 
+def kb_known_item(limit: int | None) -> dict[str, dict]:
+    """The KB simulator's search (``local.kb_simulator.KbIndex``, what the demo and tests query over HTTP)
+    against BM25 on the same 4,850 documents (title, summary, body): each Microsoft article's ``h1`` should
+    find that article. Titles are indexed here (a KB is searched by title), and differ from the h1."""
+    from enhancement_pipeline.local.datasets import kb_documents, ms_articles
+    from enhancement_pipeline.local.kb_simulator import KbIndex
+
+    documents = kb_documents()
+    queries = [(a["h1"].strip(), a["id"]) for a in ms_articles()][:limit]
+    index = KbIndex(documents)
+    peers: dict[str, Search] = {
+        "kb simulator": lambda text, _: [a["id"] for a in index.search(text, 10)],
+        "bm25": bm25_method([d.article_id for d in documents],
+                            [f"{d.title}\n{d.summary}\n{d.body}" for d in documents]),
+    }
+    results = {}
+    for name, search in peers.items():
+        ranked, ms = run_queries(search, [(q, "") for q, _ in queries])
+        ranks = [r.index(t) + 1 if t in r else None for r, (_, t) in zip(ranked, queries, strict=True)]
+        results[name] = {"R@1": sum(1 for r in ranks if r == 1) / len(ranks),
+                         "MRR@10": sum(1 / r for r in ranks if r) / len(ranks), "ms/query": ms}
+        say(f"kb known-item {name}: {results[name]}")
+    return results
+
+
 def print_table(known: dict[str, dict], cat: dict[str, dict] | None) -> None:
     print()
     print(f"{'method':<10} {'R@1':>6} {'R@5':>6} {'MRR@10':>7} {'ms/q':>6} | {'P@5':>6} {'chance':>6} {'ms/q':>6}")
@@ -337,8 +367,6 @@ def main() -> None:
 
     from enhancement_pipeline.history.embeddings import load_encoder
     from enhancement_pipeline.history.search import find_similar
-    from enhancement_pipeline.local.services import EmbeddedPostgres
-    from enhancement_pipeline.storage.migrations import migrate
     from enhancement_pipeline.storage.postgres import PostgresResource, close_pools
 
     encoder = None if args.no_embeddings else load_encoder()
@@ -349,27 +377,26 @@ def main() -> None:
     production = "hybrid" if encoder is not None else "lexical"
     say(f"machine: {os.cpu_count()} cores; production method here: {production} ({find_similar.__module__})")
 
-    root = Path(tempfile.mkdtemp(prefix="ep-bench-quality-"))
-    root.chmod(0o755)
-    postgres = EmbeddedPostgres(root / "pg")
+    postgres, db_url = migrated_postgres("ep-bench-quality-")
     try:
-        postgres.start()
-        postgres.create_database("enhancement")
-        db_url = postgres.url("enhancement")
-        migrate(db_url)
         resource = PostgresResource(database_url=db_url)
         known = known_item(resource, encoder, load_known_item(resource, encoder), methods, args.known_items)
         tickets = load_category(resource, encoder)
         cat = category(resource, encoder, tickets, methods, args.queries, args.seed) if tickets else None
         calibrate_floor(resource, encoder)
+        kb = kb_known_item(args.known_items)
         print_table(known, cat)
+        for name, row in kb.items():
+            print(f"KB search, {name}: R@1 {row['R@1']:.3f}, MRR@10 {row['MRR@10']:.3f}, "
+                  f"{row['ms/query']:.1f} ms/query")
+        print()
         cat_line = (f"category_p5={cat[production]['P@5']:.3f} bm25_category_p5={cat['bm25']['P@5']:.3f}"
                     if cat and production in cat and "bm25" in cat else "category_p5=nan bm25_category_p5=nan")
         print(f"known_item_mrr10={known[production]['MRR@10']:.3f} bm25_mrr10={known['bm25']['MRR@10']:.3f} "
               f"{cat_line}")
     finally:
         close_pools()
-        postgres.stop()
+        remove_postgres(postgres)
 
 
 if __name__ == "__main__":

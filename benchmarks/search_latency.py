@@ -32,11 +32,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+from _measure import migrated_postgres, remove_postgres
 from history_load import ID_BASE, TENANT, article_texts, month_windows, tickets_for  # benchmarks/ is on sys.path
 
 NEW_TICKET_BASE = 50_000_000  # generator rows used as new tickets: never loaded
@@ -70,24 +69,48 @@ class SyntheticVectors:
 
 def fill(resource, texts, first: int, last: int, windows, vectors: SyntheticVectors | None) -> float:
     """Merge rows ``first..last-1`` (spread over the windows) and their vectors; seconds taken."""
-    from enhancement_pipeline.history.embeddings import vector_literal
     from enhancement_pipeline.history.store import merge_tickets
 
     t = time.perf_counter()
     per_window = (last - first + len(windows) - 1) // len(windows)
     for w, (start, end) in enumerate(windows):
         rows = range(first + w * per_window, min(first + (w + 1) * per_window, last))
-        if not rows:
-            continue
+        if rows:
+            with resource.connection() as conn:
+                merge_tickets(conn, TENANT, tickets_for(rows, start, end, texts), "bulk_import")
+    if vectors is not None:
+        # Formatting 384 floats per row in Python would take longer than the load: the server adds one of
+        # its noise vectors to the row's centre (the recipe of row_vectors, with a pool of noise).
         with resource.connection() as conn:
-            merge_tickets(conn, TENANT, tickets_for(rows, start, end, texts), "bulk_import")
-            if vectors is not None:
-                block = vectors.row_vectors(rows, len(texts))
-                with conn.cursor().copy("COPY ticket_embeddings (tenant_id, ticket_id, model, content_md5, embedding)"
-                                        " FROM STDIN") as copy:
-                    for i, v in zip(rows, block, strict=True):
-                        copy.write_row((TENANT, str(ID_BASE + i), "synthetic", "-", vector_literal(v)))
+            conn.execute(_VECTORS, {"tenant": TENANT, "base": ID_BASE, "n": len(texts), "first": first,
+                                    "last": last})
     return time.perf_counter() - t
+
+
+_VECTORS = """
+INSERT INTO ticket_embeddings (tenant_id, ticket_id, model, content_md5, embedding)
+SELECT %(tenant)s, (%(base)s::numeric + i)::text, 'synthetic', '-', l2_normalize(c.centre + n.noise)::halfvec
+  FROM generate_series(%(first)s::bigint, %(last)s::bigint - 1) AS i
+  JOIN centres AS c ON c.k = (i * 7753) %% %(n)s
+  JOIN noises AS n ON n.j = (i * 7919) %% 10007
+"""
+
+
+def load_centres(db_url: str, vectors: SyntheticVectors) -> None:
+    """The articles' centres, and 10,007 noise vectors drawn by the server (a ticket adds one to its centre)."""
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        conn.execute("CREATE TABLE centres (k int PRIMARY KEY, centre vector(384))")
+        with conn.cursor().copy("COPY centres (k, centre) FROM STDIN") as copy:
+            for k, centre in enumerate(vectors.centres):
+                copy.write_row((k, "[" + ",".join(map(str, centre.tolist())) + "]"))
+        conn.execute("CREATE TABLE noises AS SELECT g.j, a.noise::vector(384) AS noise"
+                     "  FROM generate_series(0, 10006) AS g(j)"
+                     "  CROSS JOIN LATERAL (SELECT array_agg(%s * random_normal()) AS noise"
+                     "                        FROM generate_series(1, 384) WHERE g.j >= 0) AS a",
+                     (vectors.noise / float(np.sqrt(vectors.dimensions)),))
+        conn.execute("ALTER TABLE noises ADD PRIMARY KEY (j)")
 
 
 def main() -> None:
@@ -95,12 +118,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--no-vectors", action="store_true", help="lexical only (no pgvector table filled)")
+    parser.add_argument("--candidate-postings", type=int, default=None,
+                        help="override history.ranking.CANDIDATE_POSTINGS (to measure the trade-off)")
     args = parser.parse_args()
+    if args.candidate_postings:
+        from enhancement_pipeline.history import ranking
+
+        ranking.CANDIDATE_POSTINGS = args.candidate_postings
     sizes = [int(s) for s in args.sizes.split(",")]
 
     from enhancement_pipeline.history.search import find_similar, refresh_lexeme_stats
-    from enhancement_pipeline.local.services import EmbeddedPostgres
-    from enhancement_pipeline.storage.migrations import migrate
     from enhancement_pipeline.storage.postgres import PostgresResource, close_pools
 
     texts = article_texts()
@@ -128,21 +155,16 @@ def main() -> None:
             encoder.encode([text])
         say(f"query embedding (MiniLM, CPU): {(time.perf_counter() - t) / 50 * 1000:.1f} ms per ticket")
 
-    root = Path(tempfile.mkdtemp(prefix="ep-bench-latency-"))
-    root.chmod(0o755)
-    postgres = EmbeddedPostgres(root / "pg")
+    postgres, db_url = migrated_postgres("ep-bench-latency-")
     results: dict[tuple[str, int], tuple[float, float]] = {}
     try:
-        postgres.start()
-        postgres.create_database("enhancement")
-        db_url = postgres.url("enhancement")
-        migrate(db_url)
         resource = PostgresResource(database_url=db_url)
         with psycopg_autocommit(db_url) as conn:
             conn.execute("ALTER SYSTEM SET maintenance_work_mem = '3GB'")
             conn.execute("SELECT pg_reload_conf()")
             if vectors is not None:  # built after the load: one build is far cheaper than 1M inserts into it
                 conn.execute("DROP INDEX ticket_embeddings_hnsw")
+                load_centres(db_url, vectors)
         loaded = 0
         for size in sizes:
             seconds = fill(resource, texts, loaded, size, windows, vectors)
@@ -191,7 +213,7 @@ def main() -> None:
             print(f"p95_ms_{sizes[-1]}={results[(method, sizes[-1])][1]:.1f}")
     finally:
         close_pools()
-        postgres.stop()
+        remove_postgres(postgres)
 
 
 def psycopg_autocommit(url: str):

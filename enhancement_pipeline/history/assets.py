@@ -5,8 +5,8 @@ import time
 import dagster as dg
 
 from enhancement_pipeline.history.importer import MonthImport, import_months, month_windows
-from enhancement_pipeline.history.store import HistoryLoad, merge_tickets
 from enhancement_pipeline.history.search import embed_if_available, refresh_lexeme_stats
+from enhancement_pipeline.history.store import HistoryLoad, merge_tickets
 from enhancement_pipeline.models import Ticket
 from enhancement_pipeline.servicedesk.resource import ServiceDeskResource
 from enhancement_pipeline.storage.postgres import PostgresResource

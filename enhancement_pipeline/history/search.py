@@ -8,7 +8,9 @@ description above resolution, ``ranking.FIELD_WEIGHTS``). ``term_match`` is that
 ticket could get (every query term in its subject): a share in 0..1.
 
 Semantic (when the ``embeddings`` extra is installed and the tenant's tickets are embedded): nearest
-``ticket_embeddings`` by cosine (pgvector HNSW). Both rankings are fused by reciprocal rank fusion.
+``ticket_embeddings`` by cosine (pgvector HNSW). The two rankings' scores are mixed after min-max rescaling
+(``ranking.convex_fusion``); reciprocal rank fusion is kept as ``method="hybrid_rrf"`` because the harness
+compares it: it ranked worse on both tasks (benchmarks/retrieval_quality.py).
 
 The relevance floor (``SEMANTIC_FLOOR`` on the cosine where a ticket has an embedding, else
 ``LEXICAL_FLOOR`` on term_match) drops candidates that share too little with the ticket; both values were
@@ -27,7 +29,11 @@ from psycopg import sql
 
 from enhancement_pipeline.history import ranking
 from enhancement_pipeline.history.embeddings import (
-    Encoder, content_md5, embedding_text, load_encoder, vector_literal,
+    Encoder,
+    content_md5,
+    embedding_text,
+    load_encoder,
+    vector_literal,
 )
 from enhancement_pipeline.models import SimilarTicket
 
@@ -53,13 +59,13 @@ SELECT q.lexeme, coalesce(s.ndoc, 0), (SELECT n_docs FROM ticket_corpus_stats WH
   LEFT JOIN ticket_lexeme_stats AS s ON s.tenant_id = %(tenant)s AND s.lexeme = q.lexeme
 """
 
-# The per-term weights are computed once (MATERIALIZED), then each candidate is tested for each term in its
-# subject (A), description (B) or resolution (D), best field first.
+# The per-term weights are computed once (MATERIALIZED), then each candidate is tested for each term: absent,
+# or in its subject (A), else description (B), else resolution (D, the only label left).
 _LEXICAL = """
 WITH q AS MATERIALIZED (
-    SELECT qa::tsquery AS qa, qb::tsquery AS qb, qd::tsquery AS qd, wa, wb, wd
-      FROM unnest(%(qa)s::text[], %(qb)s::text[], %(qd)s::text[], %(wa)s::float8[], %(wb)s::float8[],
-                  %(wd)s::float8[]) AS t(qa, qb, qd, wa, wb, wd)
+    SELECT qany::tsquery AS qany, qa::tsquery AS qa, qb::tsquery AS qb, wa, wb, wd
+      FROM unnest(%(qany)s::text[], %(qa)s::text[], %(qb)s::text[], %(wa)s::float8[], %(wb)s::float8[],
+                  %(wd)s::float8[]) AS t(qany, qa, qb, wa, wb, wd)
 ), candidates AS MATERIALIZED (
     -- Materialised so that each vector is read (and decompressed) once, not once per term test.
     SELECT h.ticket_id, h.resolved_at, h.search_vector || ''::tsvector AS v
@@ -72,10 +78,11 @@ WITH q AS MATERIALIZED (
 SELECT c.ticket_id, s.score
   FROM candidates AS c
  CROSS JOIN LATERAL (
-       SELECT sum(CASE WHEN c.v @@ q.qa THEN q.wa
+       -- Most terms are absent from a given ticket: one test rules them out.
+       SELECT sum(CASE WHEN NOT c.v @@ q.qany THEN 0
+                       WHEN c.v @@ q.qa THEN q.wa
                        WHEN c.v @@ q.qb THEN q.wb
-                       WHEN c.v @@ q.qd THEN q.wd
-                       ELSE 0 END) AS score
+                       ELSE q.wd END) AS score
          FROM q) AS s
  ORDER BY s.score DESC, c.resolved_at DESC NULLS LAST, c.ticket_id
  LIMIT %(limit)s
@@ -117,7 +124,7 @@ class _Query:
         return {
             "qa": [ranking.tsquery_literal(lex, "A") for lex, _ in self.scoring],
             "qb": [ranking.tsquery_literal(lex, "B") for lex, _ in self.scoring],
-            "qd": [ranking.tsquery_literal(lex, "D") for lex, _ in self.scoring],
+            "qany": [ranking.tsquery_literal(lex) for lex, _ in self.scoring],
             "wa": [idf * w["A"] for _, idf in self.scoring],
             "wb": [idf * w["B"] for _, idf in self.scoring],
             "wd": [idf * w["D"] for _, idf in self.scoring],
@@ -206,8 +213,8 @@ def find_similar(conn: psycopg.Connection, tenant_id: str, text: str, limit: int
     """Up to ``limit`` resolved tickets of ``tenant_id`` like ``text`` (subject + description), best first.
 
     ``method`` "auto" is hybrid when ``encoder`` is given and the database holds embeddings, else lexical;
-    "lexical", "semantic" and "hybrid" force one (the harness compares them; "semantic" and "hybrid" need an
-    encoder). ``floor`` False returns the top ``limit`` however weak (the harness measures ranking with it).
+    "lexical", "semantic", "hybrid" and "hybrid_rrf" force one (the harness compares them; all but "lexical"
+    need an encoder). ``floor`` False returns the top ``limit`` however weak (the harness measures ranking with it).
     An empty text returns []. Raises ``psycopg.Error`` on database failures.
     """
     text = text.strip()[:MAX_QUERY_CHARS]

@@ -9,7 +9,11 @@ import pytest
 
 from enhancement_pipeline.history import ranking
 from enhancement_pipeline.history.search import (
-    embed_missing, find_similar, lexical_search, rank_similar, refresh_lexeme_stats,
+    embed_missing,
+    find_similar,
+    lexical_search,
+    rank_similar,
+    refresh_lexeme_stats,
 )
 from enhancement_pipeline.history.store import merge_tickets
 from enhancement_pipeline.models import Ticket
