@@ -169,7 +169,7 @@ def run_backfill(*, sdp_url: str, db_url: str, redis_url: str, first: date, last
     resources = build_resources(settings, [tenant])
     asset = build_ticket_history(tenant)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE ticket_history")
+        conn.execute("TRUNCATE ticket_history CASCADE")
     say(f"backfill {first:%Y-%m} .. {last:%Y-%m} as one run: request_budget_per_s={budget}, "
         f"import_concurrency={concurrency}")
     sim_cpu0, pg_cpu0 = process_cpu_s(sim_pid), postgres_cpu_s(pg_data)

@@ -25,7 +25,7 @@ against the project's own PostgreSQL, loaded through ``history.store.merge_ticke
 
 Embeddings are cached in ``.cache/retrieval_quality/`` (first run: ~6 minutes on 2 cores for the 50k texts).
 
-How to run (needs the ``bench`` and ``embeddings`` extras: ``make bench-install``)::
+How to run: ``make bench-quality`` (installs the ``embeddings`` and ``bench`` extras first), or::
 
     .venv/bin/python benchmarks/retrieval_quality.py                 # both tasks, ~10 minutes
     .venv/bin/python benchmarks/retrieval_quality.py --queries 300   # quick

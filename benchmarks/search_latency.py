@@ -20,7 +20,8 @@ from rows that are not in the table, after 20 warm-up queries. The server gets `
 quarter of this machine's RAM, as a production server would; ``--shared-buffers ''`` keeps the 128 MB
 default) and ``maintenance_work_mem`` 3 GB for the index build.
 
-How to run (about 25 minutes on 2 cores, most of it loading 1M rows and building the HNSW index)::
+How to run: ``make bench-latency`` (about 13 minutes on 2 cores, most of it loading 1M rows and building the
+HNSW index), or::
 
     .venv/bin/python benchmarks/search_latency.py
     .venv/bin/python benchmarks/search_latency.py --sizes 10000,100000   # quick

@@ -16,12 +16,26 @@ CREATE TABLE IF NOT EXISTS ticket_corpus_stats (
     refreshed_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- Seed both from the history already there, so an upgraded database searches before its next import.
+INSERT INTO ticket_lexeme_stats (tenant_id, lexeme, ndoc)
+SELECT tenant_id, lexeme, count(*)
+  FROM ticket_history, unnest(tsvector_to_array(search_vector)) AS lexeme
+ WHERE resolution IS NOT NULL
+ GROUP BY tenant_id, lexeme
+ON CONFLICT DO NOTHING;
+INSERT INTO ticket_corpus_stats (tenant_id, n_docs)
+SELECT tenant_id, count(*) FROM ticket_history WHERE resolution IS NOT NULL GROUP BY tenant_id
+ON CONFLICT DO NOTHING;
+
 -- Sentence embeddings of each resolved ticket's subject and description, written at import when the
 -- optional `embeddings` extra is installed. Needs pgvector; a server without it skips this table and the
 -- search stays lexical.
+-- halfvec needs pgvector 0.7 and iterative index scans 0.8; an older one, or a role that may not create the
+-- extension, leaves the search lexical instead of failing the migration.
 DO $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') THEN
+    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector'
+                AND string_to_array(default_version, '.')::int[] >= '{0,8,0}') THEN
         CREATE EXTENSION IF NOT EXISTS vector;
         CREATE TABLE IF NOT EXISTS ticket_embeddings (
             tenant_id    text        NOT NULL,
@@ -36,7 +50,9 @@ BEGIN
         CREATE INDEX IF NOT EXISTS ticket_embeddings_hnsw
             ON ticket_embeddings USING hnsw (embedding halfvec_cosine_ops);
     ELSE
-        RAISE NOTICE 'pgvector is not available: similar-ticket search stays lexical';
+        RAISE NOTICE 'pgvector 0.8 or later is not available: similar-ticket search stays lexical';
     END IF;
+EXCEPTION WHEN OTHERS THEN
+    RAISE NOTICE 'pgvector could not be set up (%): similar-ticket search stays lexical', SQLERRM;
 END
 $$;

@@ -62,11 +62,15 @@ class MiniLmEncoder:
 
 @lru_cache(maxsize=1)
 def load_encoder() -> Encoder | None:
-    """The process's encoder, loaded once; None when the ``embeddings`` extra is not installed."""
+    """The process's encoder, loaded once; None when the ``embeddings`` extra is not installed or the model
+    cannot be loaded (logged)."""
     try:
         return MiniLmEncoder()
     except ImportError as exc:
         log.info("sentence embeddings off (install the 'embeddings' extra to turn them on): %s", exc)
+        return None
+    except Exception as exc:  # noqa: BLE001 - a broken torch or model must not stop sensors or imports
+        log.warning("sentence embeddings off, the model failed to load: %s: %s", type(exc).__name__, exc)
         return None
 
 

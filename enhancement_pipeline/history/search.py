@@ -40,6 +40,8 @@ from enhancement_pipeline.models import SimilarTicket
 if TYPE_CHECKING:
     import numpy as np
 
+log = logging.getLogger(__name__)
+
 MAX_QUERY_CHARS = 2000
 # Each ranking contributes this many candidates to the fusion.
 FUSION_DEPTH = 50
@@ -229,9 +231,12 @@ def find_similar(conn: psycopg.Connection, tenant_id: str, text: str, limit: int
     semantic = None
     if method != "lexical":
         vector = encoder.encode([text])[0]
-        semantic = semantic_search(conn, tenant_id, vector, depth, exclude_ids)
+        try:
+            semantic = semantic_search(conn, tenant_id, vector, depth, exclude_ids)
+        except psycopg.Error as exc:  # an old pgvector, a lost index: the lexical ranking still stands
+            log.warning("semantic search failed, ranking by words only: %s: %s", type(exc).__name__, exc)
     cosines = None
-    if semantic is not None:
+    if semantic is not None:  # (the cosine lookup needs the same pgvector that just answered)
         returned = {t for t, _ in semantic}
         cosines = cosines_of(conn, tenant_id, vector, [t for t, _ in lexical if t not in returned])
     ranked = rank_similar(lexical, semantic, limit, floor, "rrf" if method == "hybrid_rrf" else "convex", cosines)
@@ -278,8 +283,10 @@ def refresh_lexeme_stats(conn: psycopg.Connection, tenant_id: str) -> int:
     ).format(sql.Literal(tenant_id)).as_string(conn)
     with conn.transaction():
         conn.execute("DELETE FROM ticket_lexeme_stats WHERE tenant_id = %s", (tenant_id,))
+        # The sensor may add a lexeme between the DELETE and this INSERT: the recount wins.
         conn.execute("INSERT INTO ticket_lexeme_stats (tenant_id, lexeme, ndoc) "
-                     "SELECT %s, word, ndoc FROM ts_stat(%s)", (tenant_id, inner))
+                     "SELECT %s, word, ndoc FROM ts_stat(%s) "
+                     "ON CONFLICT (tenant_id, lexeme) DO UPDATE SET ndoc = excluded.ndoc", (tenant_id, inner))
         n_docs = conn.execute("SELECT count(*) FROM ticket_history WHERE tenant_id = %s AND resolution IS NOT NULL",
                               (tenant_id,)).fetchone()[0]
         conn.execute("INSERT INTO ticket_corpus_stats (tenant_id, n_docs) VALUES (%s, %s) "
@@ -315,6 +322,7 @@ def embed_missing(conn: psycopg.Connection, tenant_id: str, encoder: Encoder,
     rows = conn.execute(_MISSING_EMBEDDINGS, {"tenant": tenant_id, "start": start, "end": end,
                                               "ids": None if ticket_ids is None else list(ticket_ids),
                                               "model": encoder.model_name}).fetchall()
+    conn.commit()  # end the read's transaction, so that each batch below commits on its own
     for i in range(0, len(rows), batch_size):
         batch = rows[i:i + batch_size]
         vectors = encoder.encode([embedding_text(subject, description) for _, subject, description in batch])
@@ -339,12 +347,14 @@ def embed_if_available(conn: psycopg.Connection, tenant_id: str, log: logging.Lo
     """
     if not has_embeddings(conn):
         return None
-    encoder = load_encoder()
-    if encoder is None:
-        return None
+    conn.commit()  # what the caller wrote is kept whatever happens below
     try:
+        encoder = load_encoder()
+        if encoder is None:
+            return None
         return embed_missing(conn, tenant_id, encoder, window=window, ticket_ids=ticket_ids)
     except Exception as exc:  # noqa: BLE001 - the history is written; embeddings only add recall
+        conn.rollback()
         log.warning(f"embedding {tenant_id}'s tickets failed, they are found by words only until the next "
                     f"import: {type(exc).__name__}: {exc}")
         return None

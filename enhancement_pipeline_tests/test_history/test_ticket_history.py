@@ -156,15 +156,18 @@ def test_uniqueness_check_catches_a_table_without_its_key(db, sdp_state, resourc
     month = history[0].resolved_at.strftime("%Y-%m-01")
     dg.materialize(history_defs(tenant), resources=resources, partition_key=month)
     # A table re-created by hand without its primary key lets a second copy in.
-    db.execute("ALTER TABLE ticket_history DROP CONSTRAINT ticket_history_pkey")
+    # (ticket_embeddings' foreign key needs the key: it goes first, and comes back after.)
+    db.execute("ALTER TABLE ticket_history DROP CONSTRAINT ticket_history_pkey CASCADE")
     try:
         db.execute("INSERT INTO ticket_history (tenant_id, ticket_id, subject, source) "
                    "SELECT tenant_id, ticket_id, subject, source FROM ticket_history LIMIT 1")
         result = run_checks(tenant, resources, month)
         assert not checks(result)["one_row_per_ticket"].passed
     finally:
-        db.execute("TRUNCATE ticket_history")
+        db.execute("TRUNCATE ticket_history, ticket_embeddings")
         db.execute("ALTER TABLE ticket_history ADD PRIMARY KEY (tenant_id, ticket_id)")
+        db.execute("ALTER TABLE ticket_embeddings ADD CONSTRAINT ticket_embeddings_tenant_id_ticket_id_fkey"
+                   " FOREIGN KEY (tenant_id, ticket_id) REFERENCES ticket_history ON DELETE CASCADE")
 
 
 def test_merge_refuses_another_tenants_ticket(db):
