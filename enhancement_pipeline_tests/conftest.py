@@ -145,7 +145,8 @@ def db(database_url: str, redis_server: EmbeddedRedis, sdp_state: sdp_simulator.
        llm_state: llm_simulator.LlmSimState) -> Iterator[psycopg.Connection]:
     """A clean slate for each test: empty tables, an empty SDP simulator, an empty cache and LLM log."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE ticket_history, system_inventory, posted_notes, ticket_lexeme_stats, ticket_corpus_stats, ticket_embeddings CASCADE")
+        conn.execute("TRUNCATE ticket_history, system_inventory, posted_notes, ticket_lexeme_stats,"
+                     " ticket_corpus_stats, ticket_embeddings CASCADE")
         with sdp_state.lock:
             sdp_state.requests.clear()
             sdp_state.notes.clear()
