@@ -337,7 +337,7 @@ def embed_missing(conn: psycopg.Connection, tenant_id: str, encoder: Encoder,
     return len(rows)
 
 
-def embed_if_available(conn: psycopg.Connection, tenant_id: str, log: logging.Logger | Any, *,
+def embed_if_available(conn: psycopg.Connection, tenant_id: str, logger: logging.Logger | Any, *,
                        window: tuple[datetime, datetime] | None = None,
                        ticket_ids: Sequence[str] | None = None) -> int | None:
     """``embed_missing`` when the ``embeddings`` extra and pgvector are there; None when either is not.
@@ -355,6 +355,6 @@ def embed_if_available(conn: psycopg.Connection, tenant_id: str, log: logging.Lo
         return embed_missing(conn, tenant_id, encoder, window=window, ticket_ids=ticket_ids)
     except Exception as exc:  # noqa: BLE001 - the history is written; embeddings only add recall
         conn.rollback()
-        log.warning(f"embedding {tenant_id}'s tickets failed, they are found by words only until the next "
+        logger.warning(f"embedding {tenant_id}'s tickets failed, they are found by words only until the next "
                     f"import: {type(exc).__name__}: {exc}")
         return None
