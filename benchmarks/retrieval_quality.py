@@ -196,6 +196,17 @@ def run_queries(search: Search, queries: list[tuple[str, str]]) -> tuple[list[li
     return results, (time.perf_counter() - t) / max(len(queries), 1) * 1000
 
 
+def known_item_metrics(ranked: list[list[str]], targets: list[str], ms: float) -> dict[str, float]:
+    """Recall@1, Recall@5 and MRR@10 of ranked id lists against the one right id per query."""
+    ranks = [r.index(t) + 1 if t in r else None for r, t in zip(ranked, targets, strict=True)]
+    return {
+        "R@1": sum(1 for r in ranks if r == 1) / len(ranks),
+        "R@5": sum(1 for r in ranks if r and r <= 5) / len(ranks),
+        "MRR@10": sum(1 / r for r in ranks if r and r <= 10) / len(ranks),
+        "ms/query": ms,
+    }
+
+
 def load_known_item(resource, encoder) -> list[tuple[str, str, str, str]]:
     corpus, _ = known_item_corpus()
     load_s = load_tenant(resource, "known_item", [(i, d, r) for i, d, r, _ in corpus], encoder)
@@ -214,13 +225,7 @@ def known_item(resource, encoder, corpus: list[tuple[str, str, str, str]], metho
         if name not in methods:
             continue
         ranked, ms = run_queries(methods[name], queries)
-        ranks = [r.index(t) + 1 if t in r else None for r, t in zip(ranked, targets, strict=True)]
-        results[name] = {
-            "R@1": sum(1 for r in ranks if r == 1) / len(ranks),
-            "R@5": sum(1 for r in ranks if r and r <= 5) / len(ranks),
-            "MRR@10": sum(1 / r for r in ranks if r and r <= 10) / len(ranks),
-            "ms/query": ms,
-        }
+        results[name] = known_item_metrics(ranked, targets, ms)
         say(f"known-item {name}: {results[name]}")
     return results
 
@@ -334,9 +339,7 @@ def kb_known_item(limit: int | None) -> dict[str, dict]:
     results = {}
     for name, search in peers.items():
         ranked, ms = run_queries(search, [(q, "") for q, _ in queries])
-        ranks = [r.index(t) + 1 if t in r else None for r, (_, t) in zip(ranked, queries, strict=True)]
-        results[name] = {"R@1": sum(1 for r in ranks if r == 1) / len(ranks),
-                         "MRR@10": sum(1 / r for r in ranks if r) / len(ranks), "ms/query": ms}
+        results[name] = known_item_metrics(ranked, [t for _, t in queries], ms)
         say(f"kb known-item {name}: {results[name]}")
     return results
 

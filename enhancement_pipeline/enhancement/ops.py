@@ -77,9 +77,9 @@ def similar_tickets(context: dg.OpExecutionContext, ticket: Ticket, postgres: Po
         with postgres.connection() as conn:
             # The model loads only where the tenant's history can have embeddings (~3 s, once per run).
             encoder = load_encoder() if has_embeddings(conn) else None
-            items = find_similar(conn, ticket.tenant_id, ticket.text, encoder=encoder,
-                                 method="hybrid" if encoder is not None else "lexical")
-        context.add_output_metadata({"method": "hybrid" if encoder is not None else "lexical",
+            method = "hybrid" if encoder is not None else "lexical"
+            items = find_similar(conn, ticket.tenant_id, ticket.text, encoder=encoder, method=method)
+        context.add_output_metadata({"method": method,
                                      "ticket_ids": ", ".join(t.ticket_id for t in items),
                                      "scores": ", ".join(f"{t.score:.3f}" for t in items)})
         return SimilarTicketsContext(items=items)
