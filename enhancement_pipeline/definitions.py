@@ -13,6 +13,7 @@ import dagster as dg
 
 from enhancement_pipeline.enhancement.job import enhance_ticket
 from enhancement_pipeline.enhancement.llm import LlmResource
+from enhancement_pipeline.enhancement.policy import NotePolicyResource, TenantNotePolicy
 from enhancement_pipeline.history.assets import build_ticket_history
 from enhancement_pipeline.history.checks import build_history_checks
 from enhancement_pipeline.inventory.assets import build_system_inventory
@@ -44,6 +45,7 @@ def build_resources(settings: Settings, tenants: Sequence[Tenant] | None = None)
             cache=RedisCacheResource(redis_url=redis_url)),
         "llm": LlmResource(base_url=settings.llm_base_url, api_key_env=settings.llm_api_key_env,
                            model=settings.llm_model),
+        "notes": NotePolicyResource(policies=[TenantNotePolicy.for_tenant(t) for t in tenants], redis_url=redis_url),
     }
 
 

@@ -104,16 +104,34 @@ class InventoryContext(ContextSection[SystemInfo]):
 
 
 class Note(BaseModel):
-    """The enhancement note for one ticket, in Markdown (as composed) and sanitized HTML (as posted)."""
+    """The enhancement note for one ticket.
+
+    ``markdown``/``html`` are the note as posted to SDP (sanitized HTML), with personal data restored;
+    ``redacted_markdown`` is the same note with placeholders, the only form written to Dagster's event log.
+    ``removed`` counts what the output checks took out, by reason; ``reshaped`` what arranging the sections
+    changed; ``redactions`` the distinct values replaced by placeholders, by kind. ``shadow``: keep the note
+    in the run's metadata and post nothing. Costs are estimates in US dollars.
+    """
 
     tenant_id: str
     ticket_id: str
     markdown: str
     html: str
+    redacted_markdown: str
     mode: Literal["llm", "deterministic"]
     model: str | None = None
     prompt_version: str
     fallback_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    llm_attempts: int = 0
+    cost_usd: float = 0.0
     word_count: int = 0
+    removed: dict[str, int] = Field(default_factory=dict)
+    reshaped: dict[str, int] = Field(default_factory=dict)
+    redactions: dict[str, int] = Field(default_factory=dict)
+    shadow: bool = False
+
+    @property
+    def removed_total(self) -> int:
+        return sum(self.removed.values())

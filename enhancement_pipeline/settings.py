@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     llm_base_url: str = Field("https://openrouter.ai/api/v1", description="Any OpenAI-compatible endpoint.")
     llm_api_key_env: str = Field("LLM_API_KEY", description="Name of the env var holding the LLM key.")
     llm_model: str = Field("openai/gpt-4o-mini")
+    llm_daily_token_budget: int | None = Field(2_000_000, ge=0, description="LLM tokens per UTC day for the tenant; "
+                                                                            "then notes are deterministic.")
+    notes_shadow_mode: bool = Field(False, description="Write notes into run metadata only; post nothing.")
+    notes_keep_ip_addresses: bool = Field(True, description="Send IP addresses to the LLM (false: placeholders).")
+    notes_keep_hostnames: bool = Field(True, description="Send hostnames to the LLM (false: placeholders).")
+    phone_region: str = Field("US", description="Region of national phone formats to redact; '' for '+' only.")
 
     history_start_date: str = Field("2024-01-01", description="First monthly partition of ticket_history.")
     inventory_dir: Path | None = Field(

@@ -16,6 +16,12 @@
         kb:
           base_url: https://kb.contoso.example
           cache_ttl_s: 3600
+        notes:                                  # all optional; these are the defaults
+          shadow_mode: false                    # true: write the note into the run's metadata, post nothing
+          daily_token_budget: 2000000           # LLM tokens per UTC day, then deterministic notes; null: no cap
+          keep_ip_addresses: true               # false: IPs go to the model as placeholders too
+          keep_hostnames: true
+          phone_region: US                      # national phone formats to redact (ISO 3166); null: "+" only
 
 Without ``TENANTS_FILE`` there is one tenant, built from the single-tenant environment variables
 (``TENANT_ID``, ``SDP_BASE_URL``, ``KB_BASE_URL``, ...; see ``settings.py``), so a one-customer deployment
@@ -67,6 +73,22 @@ class KbSettings(BaseModel):
     cache_ttl_s: int = Field(3600, ge=0)
 
 
+class NotesSettings(BaseModel):
+    """How one tenant's notes are written and posted. Shadow mode runs everything and keeps the note in the
+    run's metadata without posting it (to judge notes before technicians see them). The token budget counts
+    prompt and completion tokens per UTC day, across processes (Redis); once spent, notes are composed
+    without the model until the next day. IP addresses and hostnames go to the model as they are unless a
+    tenant's contract says otherwise; e-mail addresses, phone numbers, names and secrets never do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shadow_mode: bool = False
+    daily_token_budget: int | None = Field(2_000_000, ge=0)
+    keep_ip_addresses: bool = True
+    keep_hostnames: bool = True
+    phone_region: str | None = Field("US", pattern=r"^[A-Z]{2}$")
+
+
 class Tenant(BaseModel):
     """One tenant as declared in the tenants file (or built from the single-tenant environment)."""
 
@@ -78,6 +100,7 @@ class Tenant(BaseModel):
     inventory_dir: Path | None = None
     sdp: SdpSettings
     kb: KbSettings
+    notes: NotesSettings = NotesSettings()
 
     @field_validator("history_start_date")
     @classmethod
@@ -128,6 +151,9 @@ def tenant_from_settings(settings: Settings) -> Tenant:
                         auth_scheme=settings.sdp_auth_scheme, request_budget_per_s=settings.sdp_request_budget_per_s,
                         import_concurrency=settings.sdp_import_concurrency),
         kb=KbSettings(base_url=settings.kb_base_url),
+        notes=NotesSettings(shadow_mode=settings.notes_shadow_mode, daily_token_budget=settings.llm_daily_token_budget,
+                            keep_ip_addresses=settings.notes_keep_ip_addresses,
+                            keep_hostnames=settings.notes_keep_hostnames, phone_region=settings.phone_region or None),
     )
 
 

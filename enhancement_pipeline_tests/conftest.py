@@ -131,6 +131,7 @@ def resources(settings: Settings) -> dict:
     built = build_resources(settings)
     # Tests must not sleep through production backoffs.
     built["sdp"] = replace_resource(built["sdp"], backoff_base_s=0.01)
+    built["llm"] = replace_resource(built["llm"], retry_waits_s=[0.01, 0.02])
     return built
 
 
@@ -155,7 +156,9 @@ def db(database_url: str, redis_server: EmbeddedRedis, sdp_state: sdp_simulator.
             sdp_state.calls.clear()
         with llm_state.lock:
             llm_state.requests.clear()
+            llm_state.responses.clear()
             llm_state.faults.clear()
+            llm_state.gullible = False
         import redis
 
         redis.Redis.from_url(redis_server.url()).flushdb()

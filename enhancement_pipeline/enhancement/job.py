@@ -10,10 +10,14 @@ from enhancement_pipeline.enhancement.ops import (
     similar_tickets,
     synthesize_note,
 )
+from enhancement_pipeline.enhancement.prompts import PROMPT_VERSION
+
+PROMPT_VERSION_TAG = "enhancement/prompt_version"
+"""Run tag on every run of the job (sensor-launched or by hand): the prompt version that wrote the note."""
 
 
 # In-process executor: a process per step costs seconds per op on a small machine, and the lookups are short.
-@dg.job(executor_def=dg.in_process_executor,
+@dg.job(executor_def=dg.in_process_executor, tags={PROMPT_VERSION_TAG: PROMPT_VERSION},
         description="Load a new ticket, gather similar tickets, KB articles and inventory, write and post a note.")
 def enhance_ticket() -> None:
     ticket = load_ticket()

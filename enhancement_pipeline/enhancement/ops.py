@@ -11,8 +11,10 @@ from typing import TypeVar
 import dagster as dg
 
 from enhancement_pipeline.enhancement.llm import LlmResource
+from enhancement_pipeline.enhancement.policy import NotePolicyResource
 from enhancement_pipeline.enhancement.posting import post_note_once
-from enhancement_pipeline.enhancement.synthesis import synthesize
+from enhancement_pipeline.enhancement.redaction import Redactor
+from enhancement_pipeline.enhancement.synthesis import Privacy, synthesize
 from enhancement_pipeline.history.embeddings import load_encoder
 from enhancement_pipeline.history.search import find_similar, has_embeddings
 from enhancement_pipeline.inventory.ip_addresses import extract_ips
@@ -49,7 +51,9 @@ def load_ticket(context: dg.OpExecutionContext, config: TicketConfig, sdp: Servi
     ticket = to_ticket(config.tenant_id, request, resolution)
     context.add_output_metadata({
         "tenant_id": ticket.tenant_id, "ticket_id": ticket.ticket_id, "display_id": ticket.display_id or "",
-        "subject": ticket.subject, "status": ticket.status or "", "description_chars": len(ticket.description),
+        # Redacted: the event log is read by more people than SDP, and the subject is the requester's words.
+        "subject": Redactor(people=[p for p in (ticket.requester, ticket.technician) if p]).redact(ticket.subject),
+        "status": ticket.status or "", "description_chars": len(ticket.description),
         "ms": round((time.perf_counter() - started) * 1000, 1),
     })
     return ticket
@@ -116,24 +120,53 @@ def inventory_lookup(context: dg.OpExecutionContext, ticket: Ticket, postgres: P
     return _degrade(context, lambda error: InventoryContext(ips_found=ips, error=error), work)
 
 
-@dg.op(description="Write the note: the LLM (OpenAI-compatible) when configured, else deterministically.")
+@dg.op(description="Write the note: personal data and secrets redacted, the LLM (OpenAI-compatible) when configured "
+                   "and within the tenant's daily token budget, else deterministically; every citation checked "
+                   "against the context.")
 def synthesize_note(context: dg.OpExecutionContext, ticket: Ticket, similar: SimilarTicketsContext,
-                    knowledge: KnowledgeContext, inventory: InventoryContext, llm: LlmResource) -> Note:
+                    knowledge: KnowledgeContext, inventory: InventoryContext, llm: LlmResource,
+                    notes: NotePolicyResource, sdp: ServiceDeskResource) -> Note:
     started = time.perf_counter()
-    note = synthesize(ticket, similar, knowledge, inventory, llm.complete if llm.configured else None)
+    policy = notes.policy(ticket.tenant_id)
+    budget = notes.budget_state(ticket.tenant_id)
+    complete, reason = (llm.complete, "") if llm.configured else (None, "no LLM key configured")
+    if complete is not None and budget.spent:
+        complete, reason = None, f"daily token budget spent ({budget.used:,} of {budget.budget:,} tokens)"
+    note = synthesize(
+        ticket, similar, knowledge, inventory, complete=complete, no_model_reason=reason,
+        request_url=lambda ticket_id: sdp.request_url(ticket.tenant_id, ticket_id),
+        privacy=Privacy(keep_ip_addresses=policy.keep_ip_addresses, keep_hostnames=policy.keep_hostnames,
+                        phone_region=policy.phone_region),
+        shadow=policy.shadow_mode, cost_usd=llm.cost_usd)
+    tokens = note.prompt_tokens + note.completion_tokens
+    used_today = notes.record_tokens(ticket.tenant_id, tokens) if tokens else budget.used
+    # Only the redacted note goes into the event log: the UI and its database are not SDP.
     context.add_output_metadata({
         "mode": note.mode, "model": note.model or "", "prompt_version": note.prompt_version,
-        "fallback_reason": note.fallback_reason or "", "words": note.word_count,
+        "fallback_reason": note.fallback_reason or "", "words": note.word_count, "shadow": note.shadow,
         "prompt_tokens": note.prompt_tokens, "completion_tokens": note.completion_tokens,
+        "llm_attempts": note.llm_attempts, "estimated_cost_usd": round(note.cost_usd, 6),
+        "tokens_used_today": used_today if used_today is not None else "unknown (Redis unavailable)",
+        "daily_token_budget": budget.budget if budget.budget is not None else "none",
+        "ungrounded_removed": note.removed_total, "removed_by_reason": _counts(note.removed),
+        "reshaped": _counts(note.reshaped), "redacted_values": _counts(note.redactions),
         "ms": round((time.perf_counter() - started) * 1000, 1),
-        "note": dg.MetadataValue.md(note.markdown),
+        "note": dg.MetadataValue.md(note.redacted_markdown),
     })
     return note
 
 
-@dg.op(description="Post the note on the ticket as a private note, at most once per ticket.")
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"
+
+
+@dg.op(description="Post the note on the ticket as a private note, at most once per ticket (nothing in shadow mode).")
 def post_note(context: dg.OpExecutionContext, note: Note, sdp: ServiceDeskResource,
               postgres: PostgresResource) -> None:
+    if note.shadow:
+        context.log.info(f"shadow mode: note for ticket {note.ticket_id} kept in the run's metadata, not posted")
+        context.add_output_metadata({"status": "shadow", "note_id": ""})
+        return
     started = time.perf_counter()
     with sdp.client(note.tenant_id) as client:
         result = post_note_once(postgres.connection, client, note, context.run_id)

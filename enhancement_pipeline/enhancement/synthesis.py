@@ -1,55 +1,174 @@
-"""Compose the note: the LLM when one is configured and answers, else the deterministic note."""
+"""Compose the note: redact, ask the model (or not), check its answer against the context, shape, link,
+restore. Pure apart from the ``complete`` callable it is given.
+
+1. Every text of the ticket and the context is redacted (``redaction.py``); nothing else reaches the model.
+2. A ticket the context knows nothing about gets a one-line note and no model call.
+3. The model's answer loses whatever the context does not ground (``grounding.py``), is put in the spec's
+   four sections with the deterministic text where the model left a gap or padded a thin section
+   (``sections.py``), and is capped at 500 words. Without a model, or when the call fails, the
+   deterministic sections are the note.
+4. Citations become links to SDP request pages and article URLs (``render.py``); placeholders are restored
+   for the posted note only, and its HTML is sanitized.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
+import openai
+
+from enhancement_pipeline.enhancement.grounding import Grounded, Grounds, ground
+from enhancement_pipeline.enhancement.injection import suspicious_spans
 from enhancement_pipeline.enhancement.llm import Completion
-from enhancement_pipeline.enhancement.prompts import PROMPT_VERSION, build_messages
-from enhancement_pipeline.enhancement.render import (
+from enhancement_pipeline.enhancement.prompts import PROMPT_VERSION, SYSTEM_PROMPT, build_messages, prompt_data
+from enhancement_pipeline.enhancement.redaction import Redactor
+from enhancement_pipeline.enhancement.render import footer, link_citations, markdown_to_safe_html
+from enhancement_pipeline.enhancement.sections import (
+    Arranged,
+    arrange_sections,
     cap_words,
-    deterministic_note,
-    footer,
-    markdown_to_safe_html,
+    deterministic_sections,
+    render_sections,
+    thin_note,
+    thin_sections,
     word_count,
 )
+from enhancement_pipeline.inventory.ip_addresses import extract_ips
 from enhancement_pipeline.models import InventoryContext, KnowledgeContext, Note, SimilarTicketsContext, Ticket
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Privacy:
+    """What may go to the model as it is (per tenant): IP addresses, hostnames; and the phone region."""
+
+    keep_ip_addresses: bool = True
+    keep_hostnames: bool = True
+    phone_region: str | None = "US"
+
+
+@dataclass(frozen=True)
+class _Redacted:
+    ticket: Ticket
+    similar: SimilarTicketsContext
+    knowledge: KnowledgeContext
+    inventory: InventoryContext
+
+
 def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: KnowledgeContext,
-               inventory: InventoryContext, complete: Callable[[list[dict[str, str]]], Completion] | None,
-               ) -> Note:
+               inventory: InventoryContext, *, complete: Callable[[list[dict[str, str]]], Completion] | None,
+               request_url: Callable[[str], str], no_model_reason: str = "no LLM key configured",
+               privacy: Privacy = Privacy(), shadow: bool = False,
+               cost_usd: Callable[[int, int], float] = lambda prompt, completion: 0.0) -> Note:
     """The note for ``ticket``.
 
-    ``complete`` is the LLM call (None when no key is configured). Any exception from it, or an empty
-    answer, falls back to the deterministic note, with the reason recorded in ``Note.fallback_reason``.
+    ``complete`` is the LLM call, None when the model may not be used (``no_model_reason`` says why). Any
+    exception from it, or an empty answer, falls back to the deterministic note with the reason recorded in
+    ``Note.fallback_reason``. ``request_url(ticket_id)`` is a ticket's SDP page; ``cost_usd(prompt_tokens,
+    completion_tokens)`` prices a completion.
     """
-    reason: str | None = "no LLM key configured" if complete is None else None
+    redactor = Redactor(people=[p for p in (ticket.requester, ticket.technician) if p],
+                        hosts=[s.hostname for s in inventory.items if s.hostname],
+                        keep=[ticket.ticket_id, ticket.display_id or "", *(t.ticket_id for t in similar.items)],
+                        phone_region=privacy.phone_region, keep_ip_addresses=privacy.keep_ip_addresses,
+                        keep_hostnames=privacy.keep_hostnames)
+    data = _redact(redactor, ticket, similar, knowledge, inventory)
+    thin = thin_sections(similar, knowledge, inventory)
+    fallback = deterministic_sections(data.ticket, data.similar, data.knowledge, data.inventory)
+
     completion: Completion | None = None
-    if complete is not None:
-        try:
-            completion = complete(build_messages(ticket, similar, knowledge, inventory))
-            if not completion.text.strip():
-                reason, completion = "the model returned an empty answer", None
-        except Exception as exc:  # any failure of the model must cost the note its prose, not the note
-            log.warning("LLM call failed, composing deterministically: %s", exc)
-            reason = f"LLM call failed: {type(exc).__name__}"
-    if completion is not None:
-        body = cap_words(completion.text)
-        markdown = body + footer("llm", PROMPT_VERSION, completion.model)
-        mode, model = "llm", completion.model
+    reason: str | None = None
+    grounded = Grounded(markdown="", removed={})
+    arranged = Arranged(markdown="")
+    if len(thin) == 3:
+        body, reason = redactor.redact(thin_note(similar, knowledge, inventory)), "nothing in the context"
     else:
-        body = deterministic_note(ticket, similar, knowledge, inventory, reason or "no model")
-        markdown = body + footer("deterministic", PROMPT_VERSION, None)
-        mode, model = "deterministic", None
+        if complete is None:
+            reason = no_model_reason
+        else:
+            try:
+                completion = complete(build_messages(*prompt_data(data.ticket, data.similar, data.knowledge,
+                                                                  data.inventory)))
+                if not completion.text.strip():
+                    reason, completion = "the model returned an empty answer", None
+            except openai.APIError as exc:  # the provider's words: no ticket data in them
+                log.warning("LLM call failed, composing deterministically: %s: %s", type(exc).__name__, exc)
+                reason = f"LLM call failed: {type(exc).__name__}"
+            except Exception as exc:  # any failure must cost the note its prose, not the note
+                log.warning("LLM call failed, composing deterministically: %s", type(exc).__name__, exc_info=True)
+                reason = f"LLM call failed: {type(exc).__name__}"
+        if completion is not None:
+            grounded = ground(completion.text, _grounds(data, redactor, request_url))
+            arranged = arrange_sections(grounded.markdown, fallback, thin)
+            body = arranged.markdown
+        else:
+            preamble = [f"*Composed without a language model ({reason}); the facts below come straight from the "
+                        "history, the knowledge base and the inventory.*", ""]
+            body = render_sections(fallback, preamble)
+    body = link_citations(cap_words(body), request_url, (t.ticket_id for t in similar.items), data.knowledge.items)
+    mode = "llm" if completion is not None else "deterministic"
+    redacted = body + footer(mode, PROMPT_VERSION, completion.model if completion else None)
+    markdown = redactor.restore(redacted)
     return Note(
         tenant_id=ticket.tenant_id, ticket_id=ticket.ticket_id, markdown=markdown,
-        html=markdown_to_safe_html(markdown), mode=mode, model=model, prompt_version=PROMPT_VERSION,
+        html=markdown_to_safe_html(markdown), redacted_markdown=redacted, mode=mode,
+        model=completion.model if completion else None, prompt_version=PROMPT_VERSION,
         fallback_reason=reason if mode == "deterministic" else None,
         prompt_tokens=completion.prompt_tokens if completion else 0,
         completion_tokens=completion.completion_tokens if completion else 0,
-        word_count=word_count(body),
+        llm_attempts=completion.attempts if completion else 0,
+        cost_usd=cost_usd(completion.prompt_tokens, completion.completion_tokens) if completion else 0.0,
+        word_count=word_count(body), removed=dict(grounded.removed), reshaped=dict(arranged.changes),
+        redactions=redactor.counts, shadow=shadow,
     )
+
+
+def _redact(r: Redactor, ticket: Ticket, similar: SimilarTicketsContext, knowledge: KnowledgeContext,
+            inventory: InventoryContext) -> _Redacted:
+    """Copies of the inputs with every free text redacted; ids, scores and URLs stay."""
+    return _Redacted(
+        ticket=ticket.model_copy(update={"subject": r.redact(ticket.subject),
+                                         "description": r.redact(ticket.description),
+                                         "requester": None, "technician": None, "resolution": None}),
+        similar=similar.model_copy(update={
+            "error": r.redact(similar.error) or None,
+            "items": [t.model_copy(update={"subject": r.redact(t.subject), "resolution": r.redact(t.resolution)})
+                      for t in similar.items]}),
+        knowledge=knowledge.model_copy(update={
+            "error": r.redact(knowledge.error) or None,
+            "items": [a.model_copy(update={"title": r.redact(a.title), "summary": r.redact(a.summary)})
+                      for a in knowledge.items]}),
+        inventory=inventory.model_copy(update={
+            "error": r.redact(inventory.error) or None,
+            "ips_found": [r.redact(ip) for ip in inventory.ips_found],
+            "unknown_ips": [r.redact(ip) for ip in inventory.unknown_ips],
+            "items": [s.model_copy(update={k: r.redact(v) for k, v in s.model_dump().items() if isinstance(v, str)})
+                      for s in inventory.items]}),
+    )
+
+
+def _grounds(data: _Redacted, redactor: Redactor, request_url: Callable[[str], str]) -> Grounds:
+    """What the redacted context lets a note cite."""
+    texts = _texts(data)
+    ips = {ip for text in texts for ip in extract_ips(text)}
+    ips |= {v for s in data.inventory.items for v in (s.ip_address, s.matched)}
+    return Grounds(
+        ticket_ids=frozenset({data.ticket.ticket_id, data.ticket.display_id or data.ticket.ticket_id,
+                              *(t.ticket_id for t in data.similar.items)}),
+        article_ids=frozenset(a.article_id for a in data.knowledge.items),
+        urls=frozenset(u.rstrip("/") for u in [*(a.url for a in data.knowledge.items if a.url),
+                                                *(request_url(t.ticket_id) for t in data.similar.items)]),
+        ips=frozenset(ips),
+        placeholders=redactor.placeholders,
+        forbidden=(SYSTEM_PROMPT, *suspicious_spans(texts)),
+    )
+
+
+def _texts(data: _Redacted) -> Iterable[str]:
+    return [data.ticket.subject, data.ticket.description,
+            *(x for t in data.similar.items for x in (t.subject, t.resolution)),
+            *(x for a in data.knowledge.items for x in (a.title, a.summary)),
+            *(v for s in data.inventory.items for v in s.model_dump().values() if isinstance(v, str))]

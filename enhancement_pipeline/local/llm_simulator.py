@@ -2,8 +2,13 @@
 
 ``POST /v1/chat/completions`` answers in the OpenAI wire format (choices, usage) so the real openai SDK
 drives it. It writes a note the way an obedient model would: it reads the JSON inside ``<context>`` of the
-last user message and cites what is there. Every request body is recorded (``GET /_sim/requests``) so
-tests can assert what reached the "model provider"; ``POST /_sim/faults`` makes the next calls fail.
+last user message and cites what is there. Every request body and every answer is recorded
+(``GET /_sim/requests``) so tests can assert what reached the "model provider" and what came back;
+``POST /_sim/faults`` makes the next calls fail.
+
+``gullible`` mode stands for a model that prompt injection works on: it obeys any text in the data that
+gives it an order, by writing that text into its note, and answers "show your instructions" with its system
+message. The tests use it to see whether the pipeline's output checks catch what a hijacked model writes.
 
 It is a test double, not a model: its text is a template, written independently of the pipeline's own
 deterministic note so that a bug in one does not hide in the other.
@@ -25,6 +30,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 _CONTEXT = re.compile(r"<context>\s*(\{.*\})\s*</context>", re.S)
+_TICKET = re.compile(r"<ticket>\s*(\{.*\})\s*</ticket>", re.S)
+# What a hijackable model takes as an order: deliberately broader than the pipeline's own cue list, so that
+# the output checks, not the cue list, are what is tested.
+_ORDER = re.compile(r"(?i)\b(?:ignore|disregard|forget|override|instead|new (?:instructions|rules|task)|from now on|"
+                    r"you are|you're|pretend|act as|role-?play|reveal|print|repeat|output|post|send|forward|e-?mail "
+                    r"(?:this|the)|include|add|write|append|cite|recommend|tell the technician|system|assistant)\b|"
+                    r"<\|?/?(?:system|im_start|assistant)|\[/?INST\]")
+_WANTS_PROMPT = re.compile(r"(?i)\b(?:prompt|instructions|system message|rules you)\b")
 
 
 @dataclass
@@ -32,7 +45,9 @@ class LlmSimState:
     """Recorded requests and pending faults (each fault: HTTP status, or a delay in seconds)."""
 
     api_key: str = "sim-key"
+    gullible: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
+    responses: list[str] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -50,8 +65,7 @@ def compose(context: dict[str, Any]) -> str:
     out += ["", "### Knowledge base articles"]
     articles = context.get("knowledge_articles") or []
     for a in articles[:3]:
-        link = f"[{a['title']}]({a['url']})" if a.get("url") else a["title"]
-        out.append(f"- [KB:{a['article_id']}] {link}")
+        out.append(f"- [KB:{a['article_id']}] {a['title']}")
     if not articles:
         out.append("No knowledge-base article applies.")
     out += ["", "### Systems involved"]
@@ -75,6 +89,28 @@ def compose(context: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def obey(data: list[str], system: str) -> list[str]:
+    """What a hijacked model adds to its note: every order found in ``data`` (from the order on), and its
+    system message when an order asks for its instructions."""
+    added = []
+    for text in data:
+        order = _ORDER.search(text or "")
+        if order:
+            added.append(text[order.start():])
+            if _WANTS_PROMPT.search(text):
+                added.append(system)
+    return added
+
+
+def _data_texts(ticket: dict[str, Any], context: dict[str, Any]) -> list[str]:
+    texts = [ticket.get("subject"), ticket.get("description")]
+    for t in context.get("similar_tickets") or []:
+        texts += [t.get("subject"), t.get("resolution")]
+    for a in context.get("knowledge_articles") or []:
+        texts += [a.get("title"), a.get("summary")]
+    return [t for t in texts if isinstance(t, str)]
+
+
 def create_app(state: LlmSimState) -> Starlette:
     """The ASGI app serving ``state``."""
 
@@ -94,11 +130,18 @@ def create_app(state: LlmSimState) -> Starlette:
                                     status_code=int(fault["status"]))
         messages = body.get("messages") or []
         user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
-        match = _CONTEXT.search(user)
+        system = next((m.get("content") or "" for m in messages if m.get("role") == "system"), "")
+        match, ticket_match = _CONTEXT.search(user), _TICKET.search(user)
         try:
-            text = compose(json.loads(match.group(1))) if match else "I need the ticket context to write a note."
+            context = json.loads(match.group(1)) if match else None
+            text = compose(context) if context is not None else "I need the ticket context to write a note."
+            if state.gullible and context is not None:
+                ticket = json.loads(ticket_match.group(1)) if ticket_match else {}
+                text += "".join(f"\n\n{order}" for order in obey(_data_texts(ticket, context), system))
         except (json.JSONDecodeError, KeyError, TypeError):
             text = "The context could not be read."
+        with state.lock:
+            state.responses.append(text)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages) * 4 // 3
         completion_tokens = len(text.split()) * 4 // 3
         return JSONResponse({
@@ -111,7 +154,7 @@ def create_app(state: LlmSimState) -> Starlette:
 
     async def recorded(request: Request) -> Response:
         with state.lock:
-            return JSONResponse({"requests": list(state.requests)})
+            return JSONResponse({"requests": list(state.requests), "responses": list(state.responses)})
 
     async def add_fault(request: Request) -> Response:
         with state.lock:

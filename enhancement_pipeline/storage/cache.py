@@ -10,7 +10,7 @@ log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=8)
-def _shared_client(redis_url: str, socket_timeout_s: float) -> redis.Redis:
+def shared_redis_client(redis_url: str, socket_timeout_s: float) -> redis.Redis:
     """One client (and so one connection pool) per URL and process: a run makes several cache calls."""
     return redis.Redis.from_url(redis_url, socket_timeout=socket_timeout_s,
                                 socket_connect_timeout=socket_timeout_s, decode_responses=True)
@@ -26,7 +26,7 @@ class RedisCacheResource(dg.ConfigurableResource):
     socket_timeout_s: float = 0.5
 
     def _client(self) -> redis.Redis:
-        return _shared_client(self.redis_url, self.socket_timeout_s)
+        return shared_redis_client(self.redis_url, self.socket_timeout_s)
 
     def get(self, key: str) -> str | None:
         """The cached value, or None on a miss or when Redis cannot be reached."""

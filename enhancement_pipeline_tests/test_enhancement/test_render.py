@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from enhancement_pipeline.enhancement.render import cap_words, markdown_to_safe_html, word_count
+from enhancement_pipeline.enhancement.render import markdown_to_safe_html
+from enhancement_pipeline.enhancement.sections import cap_words, word_count
 
 
 def test_html_from_model_or_ticket_cannot_reach_sdp():

@@ -1,0 +1,167 @@
+"""Output checks: the note may cite only what the gathered context holds. Pure functions.
+
+The model's Markdown is read in units: a list item (with its continuation lines) or one sentence of a
+paragraph. A unit goes when it cites a ticket id, an article id, an IP address or a placeholder that the
+context does not hold, when it repeats the system prompt, or when it repeats text that addressed a model
+from inside the data (``injection.py``). A link or bare URL that is not a cited article's URL or a similar
+ticket's request page loses its target (the link text stays); an image goes entirely (a model-written image
+is how a note exfiltrates data, through the URL it loads). Every removal is counted by reason, for the run's
+metadata.
+
+Ticket ids are recognised as citations (``[#123]``) and as "ticket/request/incident 123" (three digits or
+more); a bare ``#123`` is not checked, since error codes and steps are written that way too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from enhancement_pipeline.enhancement.injection import shingles
+from enhancement_pipeline.enhancement.redaction import PLACEHOLDER
+from enhancement_pipeline.inventory.ip_addresses import extract_ips
+
+TICKET_CITATION = re.compile(r"\[#\s*([A-Za-z0-9_-]+)\s*\]")
+ARTICLE_CITATION = re.compile(r"\[KB:\s*([^\]\s]+)\s*\]")
+_TICKET_MENTION = re.compile(r"(?i)\b(?:ticket|request|incident|case)\s*(?:no\.?|number|id)?\s*[:#]?\s*#?(\d{3,})\b")
+_LINK = re.compile(r"(!?)\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\(\s*<?([^()\s<>]*(?:\([^()\s]*\)[^()\s<>]*)*)>?"
+                   r"(?:\s+(?:\"[^\"]*\"|'[^']*'))?\s*\)")
+_AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.-]{1,31}:[^<>\s]*)>")
+_BARE_URL = re.compile(r"(?i)\b(?:https?|ftp|file|javascript|data|vbscript|mailto):[^\s<>()\[\]]+")
+_ITEM = re.compile(r"^\s{0,3}(?:[-*+]|\d{1,3}[.)])\s+")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\[*_`\"'(A-Z0-9])")
+ECHO_WORDS = 6
+"""Consecutive words a unit may share with a forbidden text before it counts as repeating it."""
+
+
+@dataclass(frozen=True)
+class Grounds:
+    """What a note may cite. ``forbidden``: texts it may not repeat (the system prompt, model-addressed
+    spans of the data). URLs are compared without a trailing slash."""
+
+    ticket_ids: frozenset[str]
+    article_ids: frozenset[str]
+    urls: frozenset[str]
+    ips: frozenset[str]
+    placeholders: frozenset[str]
+    forbidden: tuple[str, ...] = ()
+    _forbidden_shingles: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_forbidden_shingles",
+                           frozenset(s for text in self.forbidden for s in shingles(text, ECHO_WORDS)))
+
+    def known_url(self, url: str) -> bool:
+        return url.rstrip("/") in self.urls
+
+    def echoes_forbidden(self, text: str) -> bool:
+        return not shingles(text, ECHO_WORDS).isdisjoint(self._forbidden_shingles)
+
+
+@dataclass
+class Grounded:
+    """The checked Markdown and what was removed, by reason (``ticket_ids``, ``article_ids``,
+    ``ip_addresses``, ``placeholders``, ``urls``, ``images``, ``echoes``)."""
+
+    markdown: str
+    removed: Counter
+
+    @property
+    def removed_total(self) -> int:
+        return sum(self.removed.values())
+
+
+def normalize_url(url: str) -> str:
+    return url.strip().rstrip("/")
+
+
+def ground(markdown: str, grounds: Grounds) -> Grounded:
+    """``markdown`` without the units and link targets that ``grounds`` does not support."""
+    removed: Counter = Counter()
+    lines: list[str] = []
+    for kind, units in _blocks(markdown):
+        if kind == "pass":
+            lines += units
+            continue
+        kept = []
+        for unit in units:
+            link_fixes: Counter = Counter()
+            fixed = _fix_links(unit, grounds, link_fixes)
+            reasons = unit_problems(fixed, grounds)
+            # A unit that goes is counted once, by why it went, not also by the links inside it.
+            removed.update(reasons or link_fixes)
+            if not reasons and fixed.strip():
+                kept.append(fixed)
+        if kept:
+            lines.append(" ".join(kept) if kind == "paragraph" else kept[0])
+    return Grounded(markdown=re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip(), removed=removed)
+
+
+def unit_problems(unit: str, grounds: Grounds) -> list[str]:
+    """Why ``unit`` (a list item or a sentence, links already checked) cannot stay: one reason per
+    unknown reference; empty when it is grounded."""
+    problems = []
+    tickets = TICKET_CITATION.findall(unit) + _TICKET_MENTION.findall(unit)
+    problems += ["ticket_ids" for t in tickets if t not in grounds.ticket_ids]
+    problems += ["article_ids" for a in ARTICLE_CITATION.findall(unit) if a not in grounds.article_ids]
+    problems += ["ip_addresses" for ip in extract_ips(unit) if ip not in grounds.ips]
+    problems += ["placeholders" for p in PLACEHOLDER.finditer(unit) if p.group(0) not in grounds.placeholders]
+    if not problems and grounds.echoes_forbidden(unit):
+        problems.append("echoes")
+    return problems
+
+
+def _fix_links(unit: str, grounds: Grounds, removed: Counter) -> str:
+    def link(m: re.Match) -> str:
+        image, text, url = m.group(1), m.group(2), m.group(3)
+        if image:
+            removed["images"] += 1
+            return ""
+        if grounds.known_url(url):
+            return m.group(0)
+        removed["urls"] += 1
+        return text
+
+    def bare(m: re.Match) -> str:
+        url = m.group(0).rstrip(".,;:!?'\"")
+        if grounds.known_url(url):
+            return m.group(0)
+        removed["urls"] += 1
+        return m.group(0)[len(url):]
+
+    # Known links are set aside while bare URLs are checked, so a kept link's target is not checked twice.
+    kept: list[str] = []
+
+    def keep(m: re.Match) -> str:
+        fixed = link(m)
+        if fixed == m.group(0):
+            kept.append(fixed)
+            return f"\x00{len(kept) - 1}\x00"
+        return fixed
+
+    unit = _LINK.sub(keep, unit)
+    unit = _AUTOLINK.sub(lambda m: f"<{m.group(1)}>" if grounds.known_url(m.group(1)) else bare(m), unit)
+    unit = _BARE_URL.sub(bare, unit)
+    if sum(removed.values()):
+        unit = re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", unit)).rstrip()
+    return re.sub(r"\x00(\d+)\x00", lambda m: kept[int(m.group(1))], unit)
+
+
+def _blocks(markdown: str) -> list[tuple[str, list[str]]]:
+    """``markdown`` as ("pass", [line]) for headings, rules and blank lines, ("item", [text]) for a list item
+    with its continuation lines, and ("paragraph", [sentence, ...]) for any other line."""
+    blocks: list[tuple[str, list[str]]] = []
+    for line in markdown.splitlines():
+        continues_item = (blocks and blocks[-1][0] == "item" and line.strip() and line.startswith((" ", "\t"))
+                          and not _ITEM.match(line))
+        if continues_item:
+            blocks[-1][1][0] += "\n" + line
+        elif _ITEM.match(line):
+            blocks.append(("item", [line]))
+        elif not line.strip() or _HEADING.match(line) or line.strip() in ("---", "***"):
+            blocks.append(("pass", [line]))
+        else:
+            blocks.append(("paragraph", _SENTENCE_END.split(line.strip())))
+    return blocks

@@ -1,0 +1,227 @@
+"""Replace personal data and secrets by stable placeholders before any text reaches a model provider.
+
+One ``Redactor`` serves one note: every text that goes into the prompt (the ticket, the similar tickets'
+resolutions, the articles, the inventory) passes through ``redact``; the same value always gets the same
+placeholder (``[EMAIL_1]``, ``[PHONE_2]``, ``[PERSON_1]``, ``[SECRET_3]``, and ``[IP_1]``/``[HOST_1]`` for a
+tenant that does not keep addresses), so the model can still say "reply to [EMAIL_1]". ``restore`` puts
+the values back into the note that goes to SDP, where technicians already see the ticket; secrets are
+never put back (a password copied into a note is a second copy of the password).
+
+What is found, and by what:
+- secrets: the token formats of Yelp's ``detect-secrets`` (AWS, GitHub, GitLab, Slack, Stripe, JWT, Azure
+  storage keys, ...), plus our own rules for what that library looks for only in source code: PEM private
+  key blocks, passwords in URLs, ``Bearer`` tokens, and ``password: X`` / ``pwd=X`` / "the password is X"
+  written in prose or connection strings (the value must look like a credential: a digit, a symbol or
+  mixed case, so "the password is expired" stays);
+- e-mail addresses: a regex (no library finds addresses in running text; validators check whole strings);
+- phone numbers: Google's libphonenumber (``phonenumbers``) in the tenant's region, which knows national
+  formats; dotted runs of digits (versions, addresses) and the ticket ids the note cites are left alone;
+- people: the requester's and technician's names from SDP (whole name and each part of three letters or
+  more), and names written after a greeting or before a sign-off ("Hi Dana,", "Regards,\\nDana Scully").
+  Names that appear nowhere near such a cue are not found: there is no named-entity model here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import phonenumbers
+from detect_secrets.plugins.aws import AWSKeyDetector
+from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
+from detect_secrets.plugins.discord import DiscordBotTokenDetector
+from detect_secrets.plugins.github_token import GitHubTokenDetector
+from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
+from detect_secrets.plugins.jwt import JwtTokenDetector
+from detect_secrets.plugins.mailchimp import MailchimpDetector
+from detect_secrets.plugins.npm import NpmDetector
+from detect_secrets.plugins.openai import OpenAIDetector
+from detect_secrets.plugins.pypi_token import PypiTokenDetector
+from detect_secrets.plugins.sendgrid import SendGridDetector
+from detect_secrets.plugins.slack import SlackDetector
+from detect_secrets.plugins.square_oauth import SquareOAuthDetector
+from detect_secrets.plugins.stripe import StripeDetector
+from detect_secrets.plugins.telegram_token import TelegramBotTokenDetector
+from detect_secrets.plugins.twilio import TwilioKeyDetector
+
+from enhancement_pipeline.inventory.ip_addresses import extract_ips
+
+KINDS = ("SECRET", "EMAIL", "PHONE", "PERSON", "IP", "HOST")
+RESTORED_KINDS = frozenset({"EMAIL", "PHONE", "PERSON", "IP", "HOST"})
+"""Kinds put back into the posted note. ``SECRET`` is not: the note shows ``[secret withheld]``."""
+
+PLACEHOLDER = re.compile(r"\[(SECRET|EMAIL|PHONE|PERSON|IP|HOST)_(\d+)\]")
+
+_TOKEN_FORMATS = [pattern for detector in (
+    AWSKeyDetector, AzureStorageKeyDetector, DiscordBotTokenDetector, GitHubTokenDetector, GitLabTokenDetector,
+    JwtTokenDetector, MailchimpDetector, NpmDetector, OpenAIDetector, PypiTokenDetector, SendGridDetector,
+    SlackDetector, SquareOAuthDetector, StripeDetector, TelegramBotTokenDetector, TwilioKeyDetector,
+) for pattern in detector.denylist]
+_TOKEN_TAIL = re.compile(r"[A-Za-z0-9_\-.+/=]*")
+_PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY[A-Z ]*-----.*?(?:-----END [A-Z ]*PRIVATE KEY[A-Z ]*-----|\Z)", re.S)
+_URL_PASSWORD = re.compile(r"(?<=://)[^:/?#@\s]+:([^@/\s]+)(?=@)")
+_BEARER = re.compile(r"\b(?:Bearer|Basic)\s+([A-Za-z0-9_\-.+/=~]{12,})")
+_KEYWORD = re.compile(
+    r"(?i)(?<![\[\w])(?:password|passwd|passphrase|pwd|pass|passcode|pin|secret|client[_ -]?secret|api[_ -]?key|"
+    r"access[_ -]?key|secret[_ -]?key|auth[_ -]?token|access[_ -]?token|token|shared[_ -]?key)(?!\w)"
+    r"(?:\s+(?:is|was|to|set to|reset to|changed to|of))?\s*[:=]?\s*[\"'`]?(?!\[)([^\s\"'`;,]{3,}[^\s\"'`;,.])")
+_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
+_DOTTED_DIGITS = re.compile(r"^\d+(?:\.\d+){2,}$")
+_FQDN = re.compile(r"(?<![\w@.-])(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+                   r"(?:[A-Za-z]{2,24}|local|lan|corp|internal)(?![\w-])")
+_NAME = r"[A-Z][a-z'’\-]+(?:\s+[A-Z][a-z'’\-]+){0,2}"
+_GREETING = re.compile(rf"(?m)(?:^|(?<=[\s>]))(?:Hi|Hello|Dear|Hey|Thanks|Thank you|Cheers)[ \t]+({_NAME})\s*[,!:]")
+_SIGN_OFF = re.compile(rf"(?mi)^[ \t]*(?:regards|kind regards|best regards|best|thanks|thank you|cheers|sincerely)"
+                       rf"[ \t]*,?[ \t]*\r?\n[ \t]*(?-i:({_NAME}))[ \t]*$")
+_MY_NAME = re.compile(rf"\b(?:[Mm]y name is|[Tt]his is|[Cc]ontact)[ \t]+({_NAME})\b")
+_NOT_NAMES = frozenset({"Team", "Support", "All", "There", "Everyone", "Helpdesk", "Service", "Desk", "IT",
+                        "Sir", "Madam", "Again", "In", "Advance", "The", "For", "You"})
+
+
+def _looks_like_credential(value: str) -> bool:
+    """True for values a person would choose as a secret, false for English words ("expired", "reset")."""
+    return (any(c.isdigit() for c in value) or any(not c.isalnum() for c in value)
+            or any(c.isupper() for c in value[1:]))
+
+
+@dataclass
+class Redactor:
+    """Placeholders for one note's texts; ``redact`` every prompt text, ``restore`` the model's answer.
+
+    ``people``: names known to be people (SDP requester and technician). ``hosts``: hostnames to hide when
+    ``keep_hostnames`` is False (the inventory's, besides any fully qualified name). ``keep``: strings that
+    must survive as they are (the ticket ids the note cites). ``phone_region``: ISO 3166 code for national
+    phone formats (``None``: only ``+``-prefixed international numbers are found).
+    """
+
+    people: Iterable[str] = ()
+    hosts: Iterable[str] = ()
+    keep: Iterable[str] = ()
+    phone_region: str | None = "US"
+    keep_ip_addresses: bool = True
+    keep_hostnames: bool = True
+    _by_value: dict[tuple[str, str], str] = field(default_factory=dict, init=False)
+    _by_placeholder: dict[str, tuple[str, str]] = field(default_factory=dict, init=False)
+    _counts: Counter = field(default_factory=Counter, init=False)
+
+    def __post_init__(self) -> None:
+        self.keep = frozenset(k for k in self.keep if k)
+        parts = set()
+        for name in (p.strip() for p in self.people if p and p.strip()):
+            parts.add(name)
+            parts.update(w for w in re.split(r"[\s,]+", name) if len(w) >= 3)
+        # Longest first, so "Dana Scully" becomes one placeholder rather than two.
+        self._people = sorted(parts, key=len, reverse=True)
+        self._hosts = sorted({h for h in self.hosts if h}, key=len, reverse=True)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Distinct values replaced, per kind (for run metadata: numbers only, never the values)."""
+        return dict(self._counts)
+
+    @property
+    def placeholders(self) -> frozenset[str]:
+        """Every placeholder handed out so far."""
+        return frozenset(self._by_placeholder)
+
+    def placeholder(self, kind: str, value: str) -> str:
+        """The stable placeholder of ``value`` (the same value of the same kind gets the same one)."""
+        key = (kind, value)
+        if key not in self._by_value:
+            self._counts[kind] += 1
+            token = f"[{kind}_{self._counts[kind]}]"
+            self._by_value[key] = token
+            self._by_placeholder[token] = key
+        return self._by_value[key]
+
+    def redact(self, text: str | None) -> str:
+        """``text`` with every secret, e-mail address, phone number and known person replaced."""
+        if not text:
+            return text or ""
+        text = self._secrets(text)
+        text = _EMAIL.sub(lambda m: self.placeholder("EMAIL", m.group(0)), text)
+        text = self._phones(text)
+        text = self._people_in(text)
+        if not self.keep_ip_addresses:
+            for ip in sorted(set(extract_ips(text)), key=len, reverse=True):
+                text = re.sub(rf"(?<![\w.:]){re.escape(ip)}(?![\w:]|\.\d)", self.placeholder("IP", ip), text)
+        if not self.keep_hostnames:
+            for host in self._hosts:
+                text = re.sub(rf"(?i)(?<![\w.-]){re.escape(host)}(?![\w-])", self.placeholder("HOST", host), text)
+            text = _FQDN.sub(lambda m: m.group(0) if _is_ip(m.group(0)) else self.placeholder("HOST", m.group(0)),
+                             text)
+        return text
+
+    def restore(self, text: str) -> str:
+        """``text`` with placeholders of restorable kinds put back; secrets and placeholders this redactor
+        never handed out become ``[secret withheld]`` / ``[unknown]``."""
+        def back(match: re.Match) -> str:
+            entry = self._by_placeholder.get(match.group(0))
+            if entry is None:
+                return "[unknown]"
+            kind, value = entry
+            return value if kind in RESTORED_KINDS else "[secret withheld]"
+        return PLACEHOLDER.sub(back, text)
+
+    def _secrets(self, text: str) -> str:
+        text = _PEM.sub(lambda m: self.placeholder("SECRET", m.group(0)), text)
+        for pattern in _TOKEN_FORMATS:
+            # detect-secrets matches some formats only by their start (it scans for presence): take the token.
+            spans = [(m.start(), _TOKEN_TAIL.match(text, m.end()).end()) for m in pattern.finditer(text)]
+            for start, end in reversed(spans):
+                value = text[start:end].rstrip(".")
+                text = text[:start] + self.placeholder("SECRET", value) + text[start + len(value):]
+        text = _sub_group(_URL_PASSWORD, text, lambda v: self.placeholder("SECRET", v))
+        text = _sub_group(_BEARER, text, lambda v: self.placeholder("SECRET", v))
+        return _sub_group(_KEYWORD, text, lambda v: self.placeholder("SECRET", v)
+                          if _looks_like_credential(v) and not _is_ip(v) else v)
+
+    def _phones(self, text: str) -> str:
+        found = []
+        for m in phonenumbers.PhoneNumberMatcher(text, self.phone_region or "ZZ"):
+            raw = m.raw_string
+            if _DOTTED_DIGITS.match(raw) or raw in self.keep or re.sub(r"\D", "", raw) in self.keep:
+                continue
+            before, after = text[max(0, m.start - 1):m.start], text[m.end:m.end + 2]
+            if before in (".", "#") or re.match(r"\.\d", after):  # part of an address, version or id
+                continue
+            found.append((m.start, m.end, raw))
+        for start, end, raw in reversed(found):
+            text = text[:start] + self.placeholder("PHONE", raw) + text[end:]
+        return text
+
+    def _people_in(self, text: str) -> str:
+        for name in self._people:
+            text = re.sub(rf"(?<![\w\[]){re.escape(name)}(?!\w)", self.placeholder("PERSON", name), text)
+        for pattern in (_GREETING, _SIGN_OFF, _MY_NAME):
+            text = _sub_group(pattern, text, self._cue_name)
+        return text
+
+    def _cue_name(self, name: str) -> str:
+        words = name.split()
+        while words and words[-1] in _NOT_NAMES:
+            words.pop()
+        if not words or words[0] in _NOT_NAMES:
+            return name
+        kept = " ".join(words)
+        return self.placeholder("PERSON", kept) + name[len(kept):]
+
+
+def _sub_group(pattern: re.Pattern, text: str, replace) -> str:
+    """``text`` with group 1 of every match of ``pattern`` replaced by ``replace(group)``."""
+    def one(m: re.Match) -> str:
+        start, end = m.span(1)
+        return m.group(0)[: start - m.start()] + replace(m.group(1)) + m.group(0)[end - m.start():]
+    return pattern.sub(one, text)
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
