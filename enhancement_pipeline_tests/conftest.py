@@ -14,6 +14,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from enhancement_pipeline.local import kb_simulator, llm_simulator, sdp_simulator
+from enhancement_pipeline.local.datasets import kb_documents
 from enhancement_pipeline.local.http_server import BackgroundServer, serve_in_thread
 from enhancement_pipeline.local.services import EmbeddedPostgres, EmbeddedRedis
 from enhancement_pipeline.settings import PACKAGED_DATA_DIR, Settings
@@ -79,8 +80,14 @@ def sdp_server(sdp_state: sdp_simulator.SdpState) -> Iterator[BackgroundServer]:
 
 
 @pytest.fixture(scope="session")
-def kb_server() -> Iterator[BackgroundServer]:
-    yield from _serving(kb_simulator.create_app(), "kb-simulator")
+def kb_index() -> kb_simulator.KbIndex:
+    """The KB simulator's index over the shipped articles; tests may ``add`` (and must ``remove``) their own."""
+    return kb_simulator.KbIndex(kb_documents())
+
+
+@pytest.fixture(scope="session")
+def kb_server(kb_index: kb_simulator.KbIndex) -> Iterator[BackgroundServer]:
+    yield from _serving(kb_simulator.create_app(kb_index), "kb-simulator")
 
 
 @pytest.fixture(scope="session")
@@ -163,3 +170,21 @@ def db(database_url: str, redis_server: EmbeddedRedis, sdp_state: sdp_simulator.
 
         redis.Redis.from_url(redis_server.url()).flushdb()
         yield conn
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The attack corpus's results (``test_prompt_injection.py``), when it ran: tried, followed, caught."""
+    from enhancement_pipeline_tests.test_enhancement.test_prompt_injection import RESULTS
+
+    if not RESULTS:
+        return
+    followed = sum(r["followed"] for r in RESULTS)
+    caught = sum(r["caught"] for r in RESULTS)
+    reached = sum(r["reached_note"] for r in RESULTS)
+    terminalreporter.section("prompt-injection corpus")
+    for r in RESULTS:
+        terminalreporter.write_line(f"{r['where']:<12} {r['attack']:<45} followed={r['followed']!s:<5} "
+                                    f"caught={r['caught']!s:<5} in_note={r['reached_note']!s:<5} "
+                                    f"removed: {', '.join(f'{k}={v}' for k, v in sorted(r['removed'].items())) or '-'}")
+    terminalreporter.write_line(f"attacks tried {len(RESULTS)}, followed by the model {followed}, "
+                                f"caught by the output checks {caught}, payloads in posted notes {reached}")

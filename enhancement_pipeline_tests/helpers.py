@@ -6,11 +6,12 @@ from datetime import datetime
 
 import dagster as dg
 
+from enhancement_pipeline.enhancement.job import enhance_ticket
 from enhancement_pipeline.history.assets import build_ticket_history
 from enhancement_pipeline.history.checks import build_history_checks
 from enhancement_pipeline.inventory.assets import build_system_inventory
-from enhancement_pipeline.local.datasets import ArticleTicket
-from enhancement_pipeline.local.sdp_simulator import SdpState
+from enhancement_pipeline.local.datasets import ArticleTicket, history_months
+from enhancement_pipeline.local.sdp_simulator import SdpState, seed_resolved_tickets
 from enhancement_pipeline.servicedesk.payloads import datetime_to_millis
 from enhancement_pipeline.tenants import Tenant
 
@@ -36,3 +37,20 @@ def history_defs(tenant: Tenant) -> list:
 
 def inventory_asset(tenant: Tenant) -> dg.AssetsDefinition:
     return build_system_inventory(tenant)
+
+
+def import_history(sdp_state: SdpState, resources: dict, tenant: Tenant, history: list[ArticleTicket]) -> dict[str, str]:
+    """``history`` stored in SDP as resolved requests and imported through the ticket_history asset, and the
+    inventory loaded; returns {article_id: request id}."""
+    ids = seed_resolved_tickets(sdp_state, history)
+    start, end = history_months(history)
+    assert materialize_range(history_defs(tenant), resources, start, end).success
+    assert dg.materialize([inventory_asset(tenant)], resources=resources).success
+    return ids
+
+
+def run_enhance(resources: dict, tenant_id: str, ticket_id: str, instance: dg.DagsterInstance | None = None):
+    """One ``enhance_ticket`` run for a ticket, as the sensor launches it (errors are returned, not raised)."""
+    return enhance_ticket.execute_in_process(
+        run_config={"ops": {"load_ticket": {"config": {"tenant_id": tenant_id, "ticket_id": ticket_id}}}},
+        resources=resources, instance=instance or dg.DagsterInstance.ephemeral(), raise_on_error=False)

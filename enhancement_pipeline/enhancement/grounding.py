@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from enhancement_pipeline.enhancement.injection import shingles
+from enhancement_pipeline.enhancement.injection import shingles, words
 from enhancement_pipeline.enhancement.redaction import PLACEHOLDER
 from enhancement_pipeline.inventory.ip_addresses import extract_ips
 
@@ -33,7 +33,9 @@ _ITEM = re.compile(r"^\s{0,3}(?:[-*+]|\d{1,3}[.)])\s+")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\[*_`\"'(A-Z0-9])")
 ECHO_WORDS = 6
-"""Consecutive words a unit may share with a forbidden text before it counts as repeating it."""
+"""Consecutive words a unit may share with a forbidden text before it counts as repeating it (a forbidden
+text shorter than that counts when repeated whole, down to ``MIN_ECHO_WORDS``)."""
+MIN_ECHO_WORDS = 3
 
 
 @dataclass(frozen=True)
@@ -47,17 +49,21 @@ class Grounds:
     ips: frozenset[str]
     placeholders: frozenset[str]
     forbidden: tuple[str, ...] = ()
-    _forbidden_shingles: frozenset = field(default=frozenset(), init=False, repr=False, compare=False)
+    _forbidden_shingles: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_forbidden_shingles",
-                           frozenset(s for text in self.forbidden for s in shingles(text, ECHO_WORDS)))
+        by_size: dict[int, set] = {}
+        for text in self.forbidden:
+            size = min(ECHO_WORDS, len(words(text)))
+            if size >= MIN_ECHO_WORDS:
+                by_size.setdefault(size, set()).update(shingles(text, size))
+        object.__setattr__(self, "_forbidden_shingles", by_size)
 
     def known_url(self, url: str) -> bool:
         return url.rstrip("/") in self.urls
 
     def echoes_forbidden(self, text: str) -> bool:
-        return not shingles(text, ECHO_WORDS).isdisjoint(self._forbidden_shingles)
+        return any(not shingles(text, size).isdisjoint(found) for size, found in self._forbidden_shingles.items())
 
 
 @dataclass

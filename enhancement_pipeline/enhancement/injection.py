@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-_CUES = re.compile(r"""(?ix)
+_CUES = re.compile(r"""(?imx)
     \b(?:ignore|disregard|forget|override|bypass|skip)\b[^.\n]{0,40}?
         \b(?:instructions?|rules?|prompt|guidelines|directions|context|above|everything)\b
   | \b(?:new|updated|real|actual|hidden|secret)\s+(?:instructions?|rules?|task|prompt)\b
@@ -27,6 +27,10 @@ _CUES = re.compile(r"""(?ix)
   | \b(?:reveal|print|repeat|output|show|leak|dump)\b[^.\n]{0,30}?\b(?:prompt|instructions|rules|system\s+message)\b
   | \b(?:post|send|forward|email|e-mail|publish|upload|copy)\b[^.\n]{0,40}?
         \b(?:this|the|your)\s+(?:note|reply|answer|response|output|ticket)\b[^.\n]{0,40}?\b(?:to|at|on)\b
+  | \b(?:add|write|include|put|insert|append|say)\b[^.\n]{0,30}?\b(?:to|in|into)\s+(?:the|your)\s+
+        (?:note|answer|reply|response|output)\b
+  | \b(?:note|answer|reply|response|output)\s+(?:must|should|shall|has\s+to)\s+(?:say|read|contain|include|state|be)\b
+  | \boverride\s*: | ```\s*(?:system|assistant|instructions?)\b | ^\s*(?:system|assistant)\s*$
   | \bshow_to_requester\b | \bAI\s+(?:assistant|model)\b[^.\n]{0,20}?\b(?:must|should|will)\b
     """)
 _WORD = re.compile(r"[a-z0-9]+")
@@ -51,11 +55,10 @@ def suspicious_spans(texts: Iterable[str | None]) -> list[str]:
 
 def shingles(text: str, size: int) -> set[tuple[str, ...]]:
     """The runs of ``size`` consecutive lower-cased words of ``text``."""
-    words = _WORD.findall(text.lower())
-    return {tuple(words[i:i + size]) for i in range(len(words) - size + 1)}
+    found = words(text)
+    return {tuple(found[i:i + size]) for i in range(len(found) - size + 1)}
 
 
-def echoes(text: str, sources: Iterable[str], size: int = 6) -> bool:
-    """True when ``text`` repeats ``size`` or more consecutive words of any of ``sources``."""
-    own = shingles(text, size)
-    return bool(own) and any(own & shingles(source, size) for source in sources)
+def words(text: str) -> list[str]:
+    """The lower-cased words of ``text`` as the echo check compares them."""
+    return _WORD.findall(text.lower())

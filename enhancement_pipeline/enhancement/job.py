@@ -12,8 +12,9 @@ from enhancement_pipeline.enhancement.ops import (
 )
 from enhancement_pipeline.enhancement.prompts import PROMPT_VERSION
 
-PROMPT_VERSION_TAG = "enhancement/prompt_version"
-"""Run tag on every run of the job (sensor-launched or by hand): the prompt version that wrote the note."""
+PROMPT_VERSION_TAG = "prompt_version"
+"""Run tag on every run of the job, sensor-launched or by hand (job tags join every run's): the prompt
+version that wrote the note, so runs can be filtered by it in the UI."""
 
 
 # In-process executor: a process per step costs seconds per op on a small machine, and the lookups are short.

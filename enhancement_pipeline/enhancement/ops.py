@@ -43,7 +43,8 @@ class TicketConfig(dg.Config):
 
 
 @dg.op(description="Fetch the full request from ServiceDesk Plus (GET /api/v3/requests/{id}).")
-def load_ticket(context: dg.OpExecutionContext, config: TicketConfig, sdp: ServiceDeskResource) -> Ticket:
+def load_ticket(context: dg.OpExecutionContext, config: TicketConfig, sdp: ServiceDeskResource,
+                notes: NotePolicyResource) -> Ticket:
     started = time.perf_counter()
     with sdp.client(config.tenant_id) as client:
         request = parse_request(client.get_request(config.ticket_id))
@@ -52,7 +53,8 @@ def load_ticket(context: dg.OpExecutionContext, config: TicketConfig, sdp: Servi
     context.add_output_metadata({
         "tenant_id": ticket.tenant_id, "ticket_id": ticket.ticket_id, "display_id": ticket.display_id or "",
         # Redacted: the event log is read by more people than SDP, and the subject is the requester's words.
-        "subject": Redactor(people=[p for p in (ticket.requester, ticket.technician) if p]).redact(ticket.subject),
+        "subject": Redactor.for_ticket(ticket, phone_region=notes.policy(ticket.tenant_id).phone_region
+                                       ).redact(ticket.subject),
         "status": ticket.status or "", "description_chars": len(ticket.description),
         "ms": round((time.perf_counter() - started) * 1000, 1),
     })
@@ -91,11 +93,16 @@ def similar_tickets(context: dg.OpExecutionContext, ticket: Ticket, postgres: Po
     return _degrade(context, SimilarTicketsContext, work)
 
 
-@dg.op(description="Knowledge-base articles for this ticket (KB search API, cached in Redis for an hour).")
-def knowledge_articles(context: dg.OpExecutionContext, ticket: Ticket, kb: KnowledgeBaseResource
-                       ) -> KnowledgeContext:
+@dg.op(description="Knowledge-base articles for this ticket (KB search API, cached in Redis for an hour); the "
+                   "query is the ticket's text without personal data or secrets.")
+def knowledge_articles(context: dg.OpExecutionContext, ticket: Ticket, kb: KnowledgeBaseResource,
+                       notes: NotePolicyResource) -> KnowledgeContext:
     def work() -> KnowledgeContext:
-        items, cached = kb.search(ticket.tenant_id, ticket.text)
+        # The KB's search API sees the ticket's words, not its requester's data: a GET query lands in URLs and
+        # access logs.
+        query = Redactor.for_ticket(ticket, phone_region=notes.policy(ticket.tenant_id).phone_region
+                                    ).scrub(ticket.text)
+        items, cached = kb.search(ticket.tenant_id, query)
         context.add_output_metadata({"article_ids": ", ".join(a.article_id for a in items), "cache_hit": cached})
         return KnowledgeContext(items=items)
 

@@ -48,6 +48,7 @@ from detect_secrets.plugins.telegram_token import TelegramBotTokenDetector
 from detect_secrets.plugins.twilio import TwilioKeyDetector
 
 from enhancement_pipeline.inventory.ip_addresses import extract_ips
+from enhancement_pipeline.models import Ticket
 
 KINDS = ("SECRET", "EMAIL", "PHONE", "PERSON", "IP", "HOST")
 RESTORED_KINDS = frozenset({"EMAIL", "PHONE", "PERSON", "IP", "HOST"})
@@ -108,6 +109,11 @@ class Redactor:
     _by_placeholder: dict[str, tuple[str, str]] = field(default_factory=dict, init=False)
     _counts: Counter = field(default_factory=Counter, init=False)
 
+    @classmethod
+    def for_ticket(cls, ticket: Ticket, **options) -> Redactor:
+        """A redactor that knows the ticket's requester and technician by name."""
+        return cls(people=[p for p in (ticket.requester, ticket.technician) if p], **options)
+
     def __post_init__(self) -> None:
         self.keep = frozenset(k for k in self.keep if k)
         parts = set()
@@ -155,6 +161,11 @@ class Redactor:
             text = _FQDN.sub(lambda m: m.group(0) if _is_ip(m.group(0)) else self.placeholder("HOST", m.group(0)),
                              text)
         return text
+
+    def scrub(self, text: str | None) -> str:
+        """``text`` with every value ``redact`` finds removed outright (for searches, which gain nothing from
+        a placeholder and must not carry personal data into another service's URLs and logs)."""
+        return re.sub(r"[ \t]{2,}", " ", PLACEHOLDER.sub(" ", self.redact(text))).strip()
 
     def restore(self, text: str) -> str:
         """``text`` with placeholders of restorable kinds put back; secrets and placeholders this redactor

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from enhancement_pipeline.enhancement.grounding import ARTICLE_CITATION, TICKET_CITATION
+from enhancement_pipeline.enhancement.injection import addresses_a_model
 from enhancement_pipeline.enhancement.prompts import MAX_NOTE_WORDS, SECTION_TITLES
 from enhancement_pipeline.models import InventoryContext, KnowledgeContext, SimilarTicketsContext, Ticket
 
@@ -63,15 +64,16 @@ def deterministic_sections(ticket: Ticket, similar: SimilarTicketsContext, knowl
     added later (``render.link_citations``)."""
     out: dict[str, list[str]] = {}
     if similar.items:
-        out[SIMILAR] = [f"- [#{t.ticket_id}] **{t.subject}** (match {t.score:.2f}): {first_sentences(t.resolution)}"
-                        for t in similar.items]
+        out[SIMILAR] = [f"- [#{t.ticket_id}] **{_quoted(t.subject, 'subject')}** (match {t.score:.2f}): "
+                        f"{_quoted(first_sentences(t.resolution), 'resolution')}" for t in similar.items]
     elif similar.error:
         out[SIMILAR] = [_failed(similar.error)]
     else:
         out[SIMILAR] = ["No resolved ticket in the history is similar enough to this one: none shares enough of its "
                         "wording or meaning to be worth reading."]
     if knowledge.items:
-        out[ARTICLES] = [f"- [KB:{a.article_id}]{': ' + a.summary if a.summary else ''}" for a in knowledge.items]
+        out[ARTICLES] = [f"- [KB:{a.article_id}]{': ' + _quoted(a.summary, 'summary') if a.summary else ''}"
+                         for a in knowledge.items]
     else:
         out[ARTICLES] = [_failed(knowledge.error) if knowledge.error else "No relevant knowledge-base article found."]
     systems = []
@@ -250,6 +252,13 @@ def _trim(lines: list[str]) -> list[str]:
     while lines and not lines[-1].strip():
         lines = lines[:-1]
     return lines
+
+
+def _quoted(text: str, what: str) -> str:
+    """``text`` as the note may quote it: not when it speaks to a model (the note would carry the order)."""
+    if addresses_a_model(text):
+        return f"({what} not quoted: it contains text addressed to an AI model; read it on the ticket)"
+    return text
 
 
 def _failed(error: str) -> str:

@@ -70,11 +70,11 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
     ``Note.fallback_reason``. ``request_url(ticket_id)`` is a ticket's SDP page; ``cost_usd(prompt_tokens,
     completion_tokens)`` prices a completion.
     """
-    redactor = Redactor(people=[p for p in (ticket.requester, ticket.technician) if p],
-                        hosts=[s.hostname for s in inventory.items if s.hostname],
-                        keep=[ticket.ticket_id, ticket.display_id or "", *(t.ticket_id for t in similar.items)],
-                        phone_region=privacy.phone_region, keep_ip_addresses=privacy.keep_ip_addresses,
-                        keep_hostnames=privacy.keep_hostnames)
+    redactor = Redactor.for_ticket(
+        ticket, hosts=[s.hostname for s in inventory.items if s.hostname],
+        keep=[ticket.ticket_id, ticket.display_id or "", *(t.ticket_id for t in similar.items)],
+        phone_region=privacy.phone_region, keep_ip_addresses=privacy.keep_ip_addresses,
+        keep_hostnames=privacy.keep_hostnames)
     data = _redact(redactor, ticket, similar, knowledge, inventory)
     thin = thin_sections(similar, knowledge, inventory)
     fallback = deterministic_sections(data.ticket, data.similar, data.knowledge, data.inventory)

@@ -50,9 +50,21 @@ class KbIndex:
         self._lock = threading.Lock()
         self._db.execute("CREATE VIRTUAL TABLE docs USING fts5(title, summary, body, article_id UNINDEXED, "
                          "url UNINDEXED, source UNINDEXED, tokenize='porter unicode61')")
+        self.size = 0
+        self.add(documents)
+
+    def add(self, documents: Iterable[KbDocument]) -> None:
+        """Index more articles (the tests plant articles of their own)."""
         rows = [(d.title, d.summary, d.body, d.article_id, d.url, d.source) for d in documents]
-        self._db.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?)", rows)
-        self.size = len(rows)
+        with self._lock:
+            self._db.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?)", rows)
+        self.size += len(rows)
+
+    def remove(self, article_ids: Iterable[str]) -> None:
+        """Drop articles by id."""
+        with self._lock:
+            for article_id in article_ids:
+                self.size -= self._db.execute("DELETE FROM docs WHERE article_id = ?", (article_id,)).rowcount
 
     def search(self, text: str, limit: int = 5) -> list[dict]:
         query = fts_query(text)

@@ -37,7 +37,7 @@ _ORDER = re.compile(r"(?i)\b(?:ignore|disregard|forget|override|instead|new (?:i
                     r"you are|you're|pretend|act as|role-?play|reveal|print|repeat|output|post|send|forward|e-?mail "
                     r"(?:this|the)|include|add|write|append|cite|recommend|tell the technician|system|assistant)\b|"
                     r"<\|?/?(?:system|im_start|assistant)|\[/?INST\]")
-_WANTS_PROMPT = re.compile(r"(?i)\b(?:prompt|instructions|system message|rules you)\b")
+_WANTS_PROMPT = re.compile(r"(?i)\b(?:prompt|instructions|system message|rules you|(?:text|words|everything) above)\b")
 
 
 @dataclass

@@ -15,7 +15,6 @@ import dagster as dg
 from pydantic import ValidationError
 
 from enhancement_pipeline.enhancement.job import enhance_ticket
-from enhancement_pipeline.enhancement.prompts import PROMPT_VERSION
 from enhancement_pipeline.history.assets import history_asset_key
 from enhancement_pipeline.history.importer import fetch_ticket
 from enhancement_pipeline.history.search import add_to_lexeme_stats, embed_if_available
@@ -91,7 +90,7 @@ def build_new_ticket_sensor(tenant: Tenant, settings: Settings | None = None) ->
                             run_config={"ops": {"load_ticket": {"config": {"tenant_id": tenant_id,
                                                                            "ticket_id": request.id}}}},
                             tags={"tenant": tenant_id, "ticket_id": request.id,
-                                  "display_id": request.display_id or "", "prompt_version": PROMPT_VERSION},
+                                  "display_id": request.display_id or ""},
                         ))
                     cursor = cursor.advance(created_ms, request.id)
         except SdpError as exc:
