@@ -8,7 +8,7 @@ EXTRAS ?= dev
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install demo test ui migrate clean bench-quality bench-latency
+.PHONY: install demo test ui migrate clean bench-quality bench-latency bench-notes
 
 install: $(STAMP)
 
@@ -42,3 +42,6 @@ bench-latency:
 
 clean:
 	rm -rf .local
+
+bench-notes: $(STAMP)
+	$(BIN)/python benchmarks/note_checks.py

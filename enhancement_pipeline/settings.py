@@ -64,7 +64,8 @@ class Settings(BaseSettings):
                     "unset: no inventory sensor (the demo and tests point it at their own folder).",
     )
     new_ticket_sensor_interval_s: int = Field(
-        5, ge=1, description="Polling interval of new_ticket_sensor (the Dagster daemon ticks sensors every 5 s at most)."
+        5, ge=1,
+        description="Polling interval of new_ticket_sensor (the Dagster daemon ticks sensors every 5 s at most).",
     )
     resolved_ticket_sensor_interval_s: int = Field(
         30, ge=1, description="Polling interval of resolved_ticket_sensor (seconds)."

@@ -164,6 +164,7 @@ def db(database_url: str, redis_server: EmbeddedRedis, sdp_state: sdp_simulator.
         with llm_state.lock:
             llm_state.requests.clear()
             llm_state.responses.clear()
+            llm_state.received_at.clear()
             llm_state.faults.clear()
             llm_state.gullible = False
         import redis

@@ -39,7 +39,8 @@ def inventory_asset(tenant: Tenant) -> dg.AssetsDefinition:
     return build_system_inventory(tenant)
 
 
-def import_history(sdp_state: SdpState, resources: dict, tenant: Tenant, history: list[ArticleTicket]) -> dict[str, str]:
+def import_history(sdp_state: SdpState, resources: dict, tenant: Tenant,
+                   history: list[ArticleTicket]) -> dict[str, str]:
     """``history`` stored in SDP as resolved requests and imported through the ticket_history asset, and the
     inventory loaded; returns {article_id: request id}."""
     ids = seed_resolved_tickets(sdp_state, history)

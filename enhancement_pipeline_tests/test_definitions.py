@@ -16,6 +16,7 @@ tenants:
     inventory_dir: {inventory}
     sdp: {{base_url: "https://sdp.contoso.example:8080", api_key_env: CONTOSO_SDP_KEY, request_budget_per_s: 4}}
     kb: {{base_url: "https://kb.contoso.example", cache_ttl_s: 600}}
+    notes: {{shadow_mode: true, daily_token_budget: 50000, keep_ip_addresses: false, phone_region: GB}}
   - tenant_id: fabrikam
     sdp: {{base_url: "https://sdpondemand.manageengine.com/app/fabrikam", auth_scheme: zoho-oauthtoken}}
     kb: {{base_url: "https://kb.fabrikam.example"}}
@@ -31,7 +32,7 @@ def test_definitions_load():
     assert set(job.graph.node_names()) == {"load_ticket", "similar_tickets", "knowledge_articles",
                                             "inventory_lookup", "synthesize_note", "post_note"}
     assert job.executor_def.name == "in_process"
-    assert set(defs.resources) == {"sdp", "postgres", "kb", "llm"}
+    assert set(defs.resources) == {"sdp", "postgres", "kb", "llm", "notes"}
 
 
 def test_each_tenant_of_the_file_gets_its_assets_checks_and_sensors(tmp_path):
@@ -64,6 +65,11 @@ def test_each_tenant_of_the_file_gets_its_assets_checks_and_sensors(tmp_path):
     assert sdp.endpoint("contoso").request_budget_per_s == 4
     assert sdp.endpoint("fabrikam").auth_scheme == "zoho-oauthtoken"
     assert defs.resources["kb"].endpoint("contoso").cache_ttl_s == 600
+    notes = defs.resources["notes"]
+    contoso, fabrikam = notes.policy("contoso"), notes.policy("fabrikam")
+    assert (contoso.shadow_mode, contoso.daily_token_budget, contoso.keep_ip_addresses, contoso.phone_region) == (
+        True, 50000, False, "GB")
+    assert (fabrikam.shadow_mode, fabrikam.daily_token_budget, fabrikam.keep_ip_addresses) == (False, 2_000_000, True)
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -75,6 +81,10 @@ def test_each_tenant_of_the_file_gets_its_assets_checks_and_sensors(tmp_path):
     ("tenants:\n  - {tenant_id: a, sdp: {base_url: x}, kb: {base_url: y}}\n"
      "  - {tenant_id: a, sdp: {base_url: x}, kb: {base_url: y}}", "declared more than once: a"),
     ("tenants: [unclosed", "cannot read tenants file"),
+    ("tenants:\n  - {tenant_id: a, sdp: {base_url: x}, kb: {base_url: y}, notes: {daily_token_budget: -1}}",
+     "notes.daily_token_budget"),
+    ("tenants:\n  - {tenant_id: a, sdp: {base_url: x}, kb: {base_url: y}, notes: {phone_region: england}}",
+     "notes.phone_region"),
 ])
 def test_a_bad_tenants_file_is_a_clear_error(tmp_path, text, message):
     path = tmp_path / "tenants.yaml"

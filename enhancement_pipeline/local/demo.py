@@ -8,7 +8,8 @@
 3. Start ``dagster-daemon`` (and ``dagster-webserver`` with ``--ui``). The inventory sensor materializes
    ``demo_msp/system_inventory`` from the folder; wait for it and for ``new_ticket_sensor``'s first tick.
 4. Open 24 new tickets from held-out real articles (6 name inventory IPs), wait for the sensor-launched
-   ``enhance_ticket`` runs, print one whole note, a table, and the summary line.
+   ``enhance_ticket`` runs, print one whole note with its links, a
+   table (with what the output checks removed from each note), and the summary lines.
 5. Keep both tables fresh through their sensors: a technician resolves 4 of the tickets in SDP and the data
    team drops an inventory update; wait until ``resolved_ticket_sensor`` has them in ``ticket_history`` and
    the inventory sensor's run has loaded the update.
@@ -16,7 +17,9 @@
 Exit 1 unless every ticket got exactly one note and both sensors delivered.
 """
 
+import html
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -326,13 +329,25 @@ def _report(instance, created, notes_for, ui_port, started, fresh: bool) -> int:
         rid, t, note = example_note
         print(f"\n=== the note posted on request {rid}: {t.subject}\n")
         print(html_to_text(note["description"]))
-    print("\n" + f"{'request':>20}  {'subject':<48} {'similar':>7} {'KB':>3} {'systems':>7} {'notes':>5} "
-          f"{'seconds':>7}  run")
+        links = re.findall(r'<a href="([^"]+)"[^>]*>(.*?)</a>', note["description"])
+        print("\nits links (every one from the context: SDP request pages and article URLs):")
+        for href, text in links:
+            print(f"  {html.unescape(text)} -> {html.unescape(href)}")
+    print("\n" + f"{'request':>20}  {'subject':<40} {'similar':>7} {'KB':>3} {'systems':>7} {'mode':>13} "
+          f"{'removed':>7} {'words':>5} {'notes':>5} {'seconds':>7}  run")
     for rid, t, n_notes, meta, seconds, status in rows:
-        subject = (t.subject[:45] + "...") if len(t.subject) > 48 else t.subject
-        print(f"{rid:>20}  {subject:<48} {meta.get('similar_tickets', '-'):>7} {meta.get('knowledge_articles', '-'):>3} "
-              f"{meta.get('inventory_lookup', '-'):>7} {n_notes:>5} "
+        subject = (t.subject[:37] + "...") if len(t.subject) > 40 else t.subject
+        note_meta = meta.get("note", {})
+        print(f"{rid:>20}  {subject:<40} {meta.get('similar_tickets', '-'):>7} "
+              f"{meta.get('knowledge_articles', '-'):>3} {meta.get('inventory_lookup', '-'):>7} "
+              f"{note_meta.get('mode', '-'):>13} "
+              f"{note_meta.get('ungrounded_removed', '-'):>7} {note_meta.get('words', '-'):>5} {n_notes:>5} "
               f"{(f'{seconds:.1f}' if seconds is not None else '-'):>7}  {status}")
+    notes_meta = [meta["note"] for _, _, _, meta, _, _ in rows if "note" in meta]
+    tokens = sum(m.get("prompt_tokens", 0) + m.get("completion_tokens", 0) for m in notes_meta)
+    print(f"\ngrounding: {len(notes_meta)} notes checked against their context, "
+          f"{sum(m.get('ungrounded_removed', 0) for m in notes_meta)} ungrounded items removed; "
+          f"LLM tokens {tokens:,}, estimated cost ${sum(m.get('estimated_cost_usd', 0) for m in notes_meta):.4f}")
     print()
     if failed:
         print(f"{failed} enhance_ticket run(s) failed; see the Dagster UI or .local/demo/logs/daemon.log")
@@ -360,14 +375,19 @@ def _percentile(values: list[float], pct: float) -> float:
     return ordered[int(rank) - 1]
 
 
-def _op_metadata(instance, run_id: str) -> dict[str, int]:
-    """The ``count`` each context op reported in its output metadata, by op name."""
+def _op_metadata(instance, run_id: str) -> dict:
+    """The ``count`` each context op reported in its output metadata, by op name, and what
+    ``synthesize_note`` reported about the note (mode, removed, tokens, cost) under ``note``."""
     from dagster import DagsterEventType
 
-    counts: dict[str, int] = {}
+    counts: dict = {}
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_OUTPUT):
         event = entry.dagster_event
         metadata = event.event_specific_data.metadata if event and event.event_specific_data else {}
         if "count" in metadata:
             counts[event.step_key] = metadata["count"].value
+        if event.step_key == "synthesize_note":
+            counts["note"] = {k: metadata[k].value for k in ("mode", "ungrounded_removed", "prompt_tokens",
+                                                               "completion_tokens", "estimated_cost_usd", "words")
+                              if k in metadata}
     return counts

@@ -42,12 +42,14 @@ _WANTS_PROMPT = re.compile(r"(?i)\b(?:prompt|instructions|system message|rules y
 
 @dataclass
 class LlmSimState:
-    """Recorded requests and pending faults (each fault: HTTP status, or a delay in seconds)."""
+    """Recorded requests (bodies, and when each arrived on the monotonic clock), answers, and pending faults
+    (each fault: an HTTP status, a delay in seconds before answering, or both)."""
 
     api_key: str = "sim-key"
     gullible: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
     responses: list[str] = field(default_factory=list)
+    received_at: list[float] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -118,6 +120,7 @@ def create_app(state: LlmSimState) -> Starlette:
         body = await request.json()
         with state.lock:
             state.requests.append(body)
+            state.received_at.append(time.monotonic())
             fault = state.faults.pop(0) if state.faults else None
         if request.headers.get("authorization") != f"Bearer {state.api_key}":
             return JSONResponse({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",

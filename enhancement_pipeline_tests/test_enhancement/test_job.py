@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 import dagster as dg
@@ -66,6 +67,7 @@ def test_ip_ticket_gets_one_cited_llm_note(world, sdp_state, llm_state, resource
 
     note = _output(result, "synthesize_note")
     assert note.mode == "llm" and note.model == "sim/model"
+    assert note.removed == {} and note.word_count <= 500  # an obedient model's note is grounded as written
     notes = sdp_state.notes[ticket_id]
     assert len(notes) == 1
     posted = notes[0]
@@ -74,6 +76,11 @@ def test_ip_ticket_gets_one_cited_llm_note(world, sdp_state, llm_state, resource
     assert NOTE_MARKER in text
     assert f"#{similar.items[0].ticket_id}" in text and f"KB:{kb.items[0].article_id}" in text
     assert "CD-EXCH01" in text
+    # Citations link to the similar ticket's SDP page and to the article.
+    request_url = resources["sdp"].request_url(TENANT, similar.items[0].ticket_id)
+    assert f'<a href="{html.escape(request_url)}" rel="noopener noreferrer">#{similar.items[0].ticket_id}</a>' \
+        in posted["description"]
+    assert f'href="{kb.items[0].url}"' in posted["description"]
     # The model saw the ticket and the context, delimited as data.
     sent = llm_state.requests[-1]["messages"][1]["content"]
     assert "<ticket>" in sent and "<context>" in sent and "192.168.0.12" in sent
