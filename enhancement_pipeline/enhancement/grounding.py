@@ -8,8 +8,9 @@ ticket's request page loses its target (the link text stays); an image goes enti
 is how a note exfiltrates data, through the URL it loads). Every removal is counted by reason, for the run's
 metadata.
 
-Ticket ids are recognised as citations (``[#123]``) and as "ticket/request/incident 123" (three digits or
-more); a bare ``#123`` is not checked, since error codes and steps are written that way too.
+Ticket ids are recognised as citations (``[#123]``) and as "ticket #12" or "ticket/request/incident 1234" (four
+digits or more without the ``#``, so "request 500" stays); a bare ``#123`` is not checked, since error codes
+and steps are written that way too.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from enhancement_pipeline.inventory.ip_addresses import extract_ips
 
 TICKET_CITATION = re.compile(r"\[#\s*([A-Za-z0-9_-]+)\s*\]")
 ARTICLE_CITATION = re.compile(r"\[KB:\s*([^\]\s]+)\s*\]")
-_TICKET_MENTION = re.compile(r"(?i)\b(?:ticket|request|incident|case)\s*(?:no\.?|number|id)?\s*[:#]?\s*#?(\d{3,})\b")
+# "ticket #123", "request no. 4711", "incident 123640000000000017"; not "request 500" (a status code).
+_TICKET_MENTION = re.compile(r"(?i)\b(?:ticket|request|incident|case)\s*(?:no\.?|number|id)?\s*:?\s*"
+                             r"(?:#\s*(\d+)|(\d{4,}))\b")
 _LINK = re.compile(r"(!?)\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\(\s*<?([^()\s<>]*(?:\([^()\s]*\)[^()\s<>]*)*)>?"
                    r"(?:\s+(?:\"[^\"]*\"|'[^']*'))?\s*\)")
 _AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.-]{1,31}:[^<>\s]*)>")
@@ -109,7 +112,7 @@ def unit_problems(unit: str, grounds: Grounds) -> list[str]:
     """Why ``unit`` (a list item or a sentence, links already checked) cannot stay: one reason per
     unknown reference; empty when it is grounded."""
     problems = []
-    tickets = TICKET_CITATION.findall(unit) + _TICKET_MENTION.findall(unit)
+    tickets = TICKET_CITATION.findall(unit) + [a or b for a, b in _TICKET_MENTION.findall(unit)]
     problems += ["ticket_ids" for t in tickets if t not in grounds.ticket_ids]
     problems += ["article_ids" for a in ARTICLE_CITATION.findall(unit) if a not in grounds.article_ids]
     problems += ["ip_addresses" for ip in extract_ips(unit) if ip not in grounds.ips]

@@ -20,6 +20,7 @@ SIMILAR, ARTICLES, SYSTEMS, STEPS = SECTION_TITLES
 SHORTENED = "*(shortened to stay within the note length limit)*"
 _ITEM = re.compile(r"^\s{0,3}(?:[-*+]|\d{1,3}[.)])\s+")
 _HEADING = re.compile(r"^\s{0,3}(?:#{1,6}\s+(.+?)\s*#*\s*|\*\*([^*]+?):?\*\*:?)\s*$")
+_TOP_HEADING = re.compile(r"^\s{0,3}#{1,3}\s")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 # How a heading the model wrote is matched to a spec section: by its words, so "Similar tickets" or
 # "KB articles" count; checked in this order.
@@ -114,8 +115,8 @@ def render_sections(sections: dict[str, list[str]], preamble: list[str] | None =
 @dataclass
 class Arranged:
     """The note in spec shape, and what arranging changed (counts by kind: ``off_spec_lines`` dropped for
-    standing outside any spec section, ``uncited_lines`` dropped from a section that must cite, ``padding``
-    lines replaced where the context was thin, ``filled_sections`` taken from the deterministic note)."""
+    standing outside any spec section, ``uncited_lines`` dropped from a section that must cite, ``padding``:
+    lines beyond one where the context was thin, ``filled_sections`` taken from the deterministic note)."""
 
     markdown: str
     changes: Counter = field(default_factory=Counter)
@@ -130,7 +131,9 @@ def arrange_sections(markdown: str, fallback: dict[str, list[str]], thin: set[st
     for line in markdown.splitlines():
         heading = _HEADING.match(line)
         title = _section_of(heading.group(1) or heading.group(2)) if heading else None
-        if heading:
+        if heading and (title is not None or _TOP_HEADING.match(line)):
+            # A heading of the spec opens its section; another top-level one opens a section the spec does
+            # not have (dropped). A bold line or a level-4 heading that names no section is content.
             current = title
             if title is None:
                 changes["off_spec_lines"] += 1
@@ -151,8 +154,8 @@ def arrange_sections(markdown: str, fallback: dict[str, list[str]], thin: set[st
     for title in SECTION_TITLES:
         lines = _trim(found.get(title, []))
         if title in thin:
-            if lines and lines != fallback[title]:
-                changes["padding"] += len([x for x in lines if x.strip()])
+            # The model's one line is replaced too (the fixed wording cannot carry a claim); more is padding.
+            changes["padding"] += max(0, len([x for x in lines if x.strip()]) - 1)
             sections[title] = fallback[title]
         elif lines:
             sections[title] = lines

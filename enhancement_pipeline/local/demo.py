@@ -308,8 +308,11 @@ def _keep_fresh(instance, client: ServiceDeskClient, created: dict, env: dict[st
 def _report(instance, created, notes_for, ui_port, started, fresh: bool) -> int:
     from dagster import DagsterRunStatus, RunsFilter
 
+    from enhancement_pipeline.enhancement.job import PROMPT_VERSION_TAG
+    from enhancement_pipeline.enhancement.prompts import PROMPT_VERSION
+
     rows, latencies, posted_total = [], [], 0
-    enhanced = 0
+    enhanced = tagged = 0
     example_note = None
     for rid, (t, created_ms) in created.items():
         notes = notes_for(rid)
@@ -323,13 +326,14 @@ def _report(instance, created, notes_for, ui_port, started, fresh: bool) -> int:
             if example_note is None and t.article_id == IP_TICKET_ARTICLES[0]:
                 example_note = (rid, t, notes[0])
         rows.append((rid, t, len(notes), meta, seconds, runs[0].status.value if runs else "no run"))
+        tagged += bool(runs) and runs[0].tags.get(PROMPT_VERSION_TAG) == PROMPT_VERSION
     failed = instance.get_runs_count(RunsFilter(job_name="enhance_ticket", statuses=[DagsterRunStatus.FAILURE]))
 
     if example_note:
         rid, t, note = example_note
         print(f"\n=== the note posted on request {rid}: {t.subject}\n")
         print(html_to_text(note["description"]))
-        links = re.findall(r'<a href="([^"]+)"[^>]*>(.*?)</a>', note["description"])
+        links = dict.fromkeys(re.findall(r'<a href="([^"]+)"[^>]*>(.*?)</a>', note["description"]))
         print("\nits links (every one from the context: SDP request pages and article URLs):")
         for href, text in links:
             print(f"  {html.unescape(text)} -> {html.unescape(href)}")
@@ -347,7 +351,8 @@ def _report(instance, created, notes_for, ui_port, started, fresh: bool) -> int:
     tokens = sum(m.get("prompt_tokens", 0) + m.get("completion_tokens", 0) for m in notes_meta)
     print(f"\ngrounding: {len(notes_meta)} notes checked against their context, "
           f"{sum(m.get('ungrounded_removed', 0) for m in notes_meta)} ungrounded items removed; "
-          f"LLM tokens {tokens:,}, estimated cost ${sum(m.get('estimated_cost_usd', 0) for m in notes_meta):.4f}")
+          f"LLM tokens {tokens:,}, estimated cost ${sum(m.get('estimated_cost_usd', 0) for m in notes_meta):.4f}; "
+          f"runs tagged {PROMPT_VERSION_TAG}={PROMPT_VERSION}: {tagged}/{len(created)}")
     print()
     if failed:
         print(f"{failed} enhance_ticket run(s) failed; see the Dagster UI or .local/demo/logs/daemon.log")

@@ -74,6 +74,8 @@ def test_sections_come_in_spec_order_with_gaps_filled_and_padding_replaced():
     note = """Sure! Here is your note.
 ### Recommended next steps
 1. Restart the service.
+**If that fails**
+2. Restore from backup.
 ### Systems involved
 - 10.0.0.5 is the mail server.
 ### Knowledge base articles
@@ -90,7 +92,8 @@ A section the spec does not have."""
     assert "fallback for Knowledge base articles" in arranged.markdown  # thin: one line, whatever the model wrote
     assert "padding" not in arranged.markdown and "Summary" not in arranged.markdown
     assert "Sure!" not in arranged.markdown and "prose without a citation" not in arranged.markdown
-    assert arranged.changes == {"off_spec_lines": 3, "uncited_lines": 1, "padding": 2}
+    assert "**If that fails**\n2. Restore from backup." in arranged.markdown  # a bold line names no section
+    assert arranged.changes == {"off_spec_lines": 3, "uncited_lines": 1, "padding": 1}
 
     missing = arrange_sections("### Similar resolved tickets\n- [#101] x", FALLBACK, thin=set())
     assert missing.changes["filled_sections"] == 3 and "fallback for Recommended next steps" in missing.markdown

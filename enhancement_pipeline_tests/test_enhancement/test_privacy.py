@@ -71,7 +71,9 @@ def test_canaries_reach_no_model_no_event_log_and_no_log(planted, sdp_state, llm
     event_log = _everything_logged(instance, result.run_id)
     out, err = capfd.readouterr()
     places = {"model traffic": traffic, "event log": event_log, "python logs": caplog.text, "stdout/stderr": out + err}
-    assert "Outlook" in traffic and "[PERSON_" in traffic and "[SECRET_" in traffic  # the check can see text
+    # The checks can see text: the model's traffic holds placeholders; the logs hold the KB search's URL with
+    # the ticket's words in it (httpx logs every request line).
+    assert "[PERSON_" in traffic and "[SECRET_" in traffic and "articles/search?query=" in caplog.text
     leaks = [f"{name} in {place}" for place, text in places.items()
              for name, value in {**TICKET_CANARIES, **HISTORY_CANARIES}.items() if value in text]
     assert not leaks, leaks
