@@ -25,9 +25,14 @@ from enhancement_pipeline.inventory.ip_addresses import extract_ips
 
 TICKET_CITATION = re.compile(r"\[#\s*([A-Za-z0-9_-]+)\s*\]")
 ARTICLE_CITATION = re.compile(r"\[KB:\s*([^\]\s]+)\s*\]")
-# "ticket #123", "request no. 4711", "incident 123640000000000017"; not "request 500" (a status code).
-_TICKET_MENTION = re.compile(r"(?i)\b(?:ticket|request|incident|case)\s*(?:no\.?|number|id)?\s*:?\s*"
-                             r"(?:#\s*(\d+)|(\d{4,}))\b")
+# "ticket #123", "request no. 4711", "tickets 4242 and 5151", "incident 123640000000000017"; not "request 500"
+# (a status code): without "#", four digits or more.
+_TICKET_MENTION = re.compile(r"(?i)\b(?:tickets?|requests?|incidents?|cases?)\s*(?:no\.?|number|ids?)?\s*:?\s*"
+                             r"((?:#\s*\d+|\d{4,})(?:\s*(?:,|and|or|&)\s*(?:#\s*\d+|\d{4,}))*)\b")
+_MENTIONED_ID = re.compile(r"#\s*(\d+)|(\d{4,})")
+# A bare "#990001": five digits or more (steps, error numbers and list markers are shorter).
+_BARE_ID = re.compile(r"(?<![\w&#/\[])#(\d{5,})\b")
+_TITLE_AFTER_CITATION = re.compile(r"\[KB:\s*([^\]\s]+)\s*\](?!\()\s*[:\-–—·]?\s*(\*\*|\*|\"|“)(.+?)(?:\*\*|\*|\"|”)")
 _LINK = re.compile(r"(!?)\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\(\s*<?([^()\s<>]*(?:\([^()\s]*\)[^()\s<>]*)*)>?"
                    r"(?:\s+(?:\"[^\"]*\"|'[^']*'))?\s*\)")
 _AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.-]{1,31}:[^<>\s]*)>")
@@ -52,6 +57,10 @@ class Grounds:
     ips: frozenset[str]
     placeholders: frozenset[str]
     forbidden: tuple[str, ...] = ()
+    article_titles: dict[str, str] = field(default_factory=dict)
+    mentioned_urls: frozenset[str] = frozenset()
+    """URLs that appear in the ticket or the context's texts: the note may repeat them as text, not link them
+    (only ``urls`` are link targets)."""
     _forbidden_shingles: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -64,6 +73,9 @@ class Grounds:
 
     def known_url(self, url: str) -> bool:
         return url.rstrip("/") in self.urls
+
+    def mentioned(self, url: str) -> bool:
+        return self.known_url(url) or url.rstrip("/") in self.mentioned_urls
 
     def echoes_forbidden(self, text: str) -> bool:
         return any(not shingles(text, size).isdisjoint(found) for size, found in self._forbidden_shingles.items())
@@ -82,8 +94,16 @@ class Grounded:
         return sum(self.removed.values())
 
 
-def normalize_url(url: str) -> str:
-    return url.strip().rstrip("/")
+def mentioned_ticket_ids(text: str) -> set[str]:
+    """The ticket ids ``text`` cites or mentions, as the checks recognise them."""
+    found = set(TICKET_CITATION.findall(text)) | set(_BARE_ID.findall(text))
+    return found | {a or b for mention in _TICKET_MENTION.findall(text) for a, b in _MENTIONED_ID.findall(mention)}
+
+
+def mentioned_urls(text: str) -> set[str]:
+    """The URLs written in ``text`` (bare, autolinked or as link targets)."""
+    return ({m.group(0).rstrip(".,;:!?'\"") for m in _BARE_URL.finditer(text)}
+            | {m.group(1) for m in _AUTOLINK.finditer(text)} | {m.group(3) for m in _LINK.finditer(text)})
 
 
 def ground(markdown: str, grounds: Grounds) -> Grounded:
@@ -111,9 +131,10 @@ def ground(markdown: str, grounds: Grounds) -> Grounded:
 def unit_problems(unit: str, grounds: Grounds) -> list[str]:
     """Why ``unit`` (a list item or a sentence, links already checked) cannot stay: one reason per
     unknown reference; empty when it is grounded."""
-    problems = []
-    tickets = TICKET_CITATION.findall(unit) + [a or b for a, b in _TICKET_MENTION.findall(unit)]
-    problems += ["ticket_ids" for t in tickets if t not in grounds.ticket_ids]
+    problems = ["ticket_ids" for t in mentioned_ticket_ids(unit) if t not in grounds.ticket_ids]
+    problems += ["article_titles" for article_id, _, title in _TITLE_AFTER_CITATION.findall(unit)
+                 if article_id in grounds.article_titles
+                 and _normal(title) != _normal(grounds.article_titles[article_id])]
     problems += ["article_ids" for a in ARTICLE_CITATION.findall(unit) if a not in grounds.article_ids]
     problems += ["ip_addresses" for ip in extract_ips(unit) if ip not in grounds.ips]
     problems += ["placeholders" for p in PLACEHOLDER.finditer(unit) if p.group(0) not in grounds.placeholders]
@@ -135,7 +156,7 @@ def _fix_links(unit: str, grounds: Grounds, removed: Counter) -> str:
 
     def bare(m: re.Match) -> str:
         url = m.group(0).rstrip(".,;:!?'\"")
-        if grounds.known_url(url):
+        if grounds.mentioned(url):  # as text: only Markdown links make links, and those are checked above
             return m.group(0)
         removed["urls"] += 1
         return m.group(0)[len(url):]
@@ -151,15 +172,20 @@ def _fix_links(unit: str, grounds: Grounds, removed: Counter) -> str:
         return fixed
 
     unit = _LINK.sub(keep, unit)
-    unit = _AUTOLINK.sub(lambda m: f"<{m.group(1)}>" if grounds.known_url(m.group(1)) else bare(m), unit)
+    unit = _AUTOLINK.sub(lambda m: m.group(0) if grounds.known_url(m.group(1))
+                         else (m.group(1) if grounds.mentioned(m.group(1)) else bare(m)), unit)
     unit = _BARE_URL.sub(bare, unit)
     if sum(removed.values()):
         unit = re.sub(r"[ \t]+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", unit)).rstrip()
     return re.sub(r"\x00(\d+)\x00", lambda m: kept[int(m.group(1))], unit)
 
 
+def _normal(text: str) -> str:
+    return " ".join(words(text))
+
+
 def _blocks(markdown: str) -> list[tuple[str, list[str]]]:
-    """``markdown`` as ("pass", [line]) for headings, rules and blank lines, ("item", [text]) for a list item
+    """``markdown`` as ("pass", [line]) for rules and blank lines, ("item", [text]) for a heading or a list item
     with its continuation lines, and ("paragraph", [sentence, ...]) for any other line."""
     blocks: list[tuple[str, list[str]]] = []
     for line in markdown.splitlines():
@@ -167,9 +193,9 @@ def _blocks(markdown: str) -> list[tuple[str, list[str]]]:
                           and not _ITEM.match(line))
         if continues_item:
             blocks[-1][1][0] += "\n" + line
-        elif _ITEM.match(line):
+        elif _ITEM.match(line) or _HEADING.match(line):
             blocks.append(("item", [line]))
-        elif not line.strip() or _HEADING.match(line) or line.strip() in ("---", "***"):
+        elif not line.strip() or line.strip() in ("---", "***"):
             blocks.append(("pass", [line]))
         else:
             blocks.append(("paragraph", _SENTENCE_END.split(line.strip())))

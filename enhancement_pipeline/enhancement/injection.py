@@ -16,22 +16,27 @@ import re
 from collections.abc import Iterable
 
 _CUES = re.compile(r"""(?imx)
-    \b(?:ignore|disregard|forget|override|bypass|skip)\b[^.\n]{0,40}?
-        \b(?:instructions?|rules?|prompt|guidelines|directions|context|above|everything)\b
-  | \b(?:new|updated|real|actual|hidden|secret)\s+(?:instructions?|rules?|task|prompt)\b
-  | \b(?:system|developer|initial|original)\s+(?:prompt|message|instructions?)\b
-  | \byou\s+are\s+(?:now|no\s+longer|actually|DAN)\b | \bfrom\s+now\s+on\b | \bact\s+as\b | \bpretend\b
-  | \brole-?play\b | \bjailbreak | \bdeveloper\s+mode\b | \bdo\s+anything\s+now\b
+    \b(?:ignore|disregard|forget|override|bypass)\b\W+(?:\w+\W+){0,3}?(?:instructions?|prompts?|guidelines|directives)\b
+  | \b(?:ignore|disregard|forget)\s+(?:the|this|all|any)\s+(?:context|rules)\b
+  | \b(?:ignore|disregard|forget)\s+(?:everything|all)\s+(?:above|before|previous)\b
+  | \b(?:new|updated|real|actual|hidden|secret)\s+(?:instructions|prompt)\b
+  | \b(?:system|developer|initial|original|hidden)\s+(?:prompt|instructions)\b
+  | \byou\s+are\s+(?:now|no\s+longer|actually|DAN)\b | \bfrom\s+now\s+on,?\s+you\b
+  | \bact\s+as\b[^.\n]{0,30}?\b(?:AI|assistant|model|bot|chatbot|DAN|unrestricted|unfiltered|jailbroken)\b
+  | \bpretend\s+(?:to\s+be|you|that\s+you)\b | \brole-?play\b | \bjailbreak | \bdeveloper\s+mode\b
+  | \bdo\s+anything\s+now\b
   | </?\s*(?:system|assistant|user|instructions?|im_start|im_end|context|ticket)\b | <\|[a-z_]+\|>
-  | \[/?(?:INST|SYS|SYSTEM)\] | ^\s*(?:system|assistant)\s*: | \#\#\#\s*(?:system|instruction)
-  | \b(?:reveal|print|repeat|output|show|leak|dump)\b[^.\n]{0,30}?\b(?:prompt|instructions|rules|system\s+message)\b
+  | \[/?(?:INST|SYS|SYSTEM)\] | \#\#\#\s*(?:system|instruction) | ```\s*(?:system|assistant|instructions?)\b
+  | \b(?:system|admin|developer)\s+override\b | \boverride\s*:
+  | \b(?:reveal|print|repeat|output|show|leak|dump|tell\s+me)\b[^.\n]{0,30}?
+        (?:\b(?:your|the\s+system|the\s+initial|the\s+hidden)\s+(?:prompt|instructions|rules)\b
+           |\b(?:text|words|everything)\s+above\b)
   | \b(?:post|send|forward|email|e-mail|publish|upload|copy)\b[^.\n]{0,40}?
-        \b(?:this|the|your)\s+(?:note|reply|answer|response|output|ticket)\b[^.\n]{0,40}?\b(?:to|at|on)\b
-  | \b(?:add|write|include|put|insert|append|say)\b[^.\n]{0,30}?\b(?:to|in|into)\s+(?:the|your)\s+
-        (?:note|answer|reply|response|output)\b
-  | \b(?:note|answer|reply|response|output)\s+(?:must|should|shall|has\s+to)\s+(?:say|read|contain|include|state|be)\b
-  | \boverride\s*: | ```\s*(?:system|assistant|instructions?)\b | ^\s*(?:system|assistant)\s*$
-  | \bshow_to_requester\b | \bAI\s+(?:assistant|model)\b[^.\n]{0,20}?\b(?:must|should|will)\b
+        \b(?:this|the|your)\s+(?:note|answer|output)\b[^.\n]{0,40}?\b(?:to|at|on)\b
+  | \b(?:add|write|include|put|insert|append|say)\b[^\n]{0,60}?\b(?:to|in|into)\s+(?:the|your)\s+
+        (?:note|answer|response|output)\s*(?:[.:;,!)]|$)
+  | \b(?:note|answer|response|output)\s+(?:must|should|shall|has\s+to)\s+(?:say|read|contain|include|state)\b
+  | \bshow_to_requester\b | \b(?:AI|LLM|language\s+model)\b[^.\n]{0,20}?\b(?:must|should|shall|will)\b
     """)
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -42,23 +47,25 @@ def addresses_a_model(text: str | None) -> bool:
 
 
 def suspicious_spans(texts: Iterable[str | None]) -> list[str]:
-    """From each text that addresses a model, the part from the first cue to its end (the instruction
-    and what it asks for): the note must not repeat these words."""
+    """From each text that addresses a model, every paragraph holding a cue, from the cue's line to the
+    paragraph's end (the instruction and what it asks for): the note must not repeat these words."""
     spans = []
     for text in texts:
-        match = _CUES.search(text or "")
-        if match:
-            start = max(0, (text or "").rfind("\n", 0, match.start()) + 1)
-            spans.append(text[start:])
+        for match in _CUES.finditer(text or ""):
+            start = text.rfind("\n", 0, match.start()) + 1
+            end = text.find("\n\n", match.end())
+            span = text[start:end if end >= 0 else len(text)]
+            if not spans or span not in spans[-1]:
+                spans.append(span)
     return spans
+
+
+def words(text: str) -> list[str]:
+    """The lower-cased words of ``text`` as the echo check compares them."""
+    return _WORD.findall(text.lower())
 
 
 def shingles(text: str, size: int) -> set[tuple[str, ...]]:
     """The runs of ``size`` consecutive lower-cased words of ``text``."""
     found = words(text)
     return {tuple(found[i:i + size]) for i in range(len(found) - size + 1)}
-
-
-def words(text: str) -> list[str]:
-    """The lower-cased words of ``text`` as the echo check compares them."""
-    return _WORD.findall(text.lower())

@@ -33,7 +33,8 @@ class LlmResource(dg.ConfigurableResource):
     """Chat completions from ``base_url`` (OpenRouter by default) with the key read from ``api_key_env``.
 
     The key is read from the environment at call time, so it never appears in resource config, run config
-    or the UI. Each attempt may take ``timeout_s`` seconds; timeouts, connection errors, 429 and 5xx are
+    or the UI. ``timeout_s`` bounds each attempt's connect and each read and write (httpx timeouts: a server
+    that keeps trickling bytes can hold an attempt longer); timeouts, connection errors, 429 and 5xx are
     retried after each of ``retry_waits_s`` (2 s, then 4 s), then the last error is raised (an
     ``openai.APIError`` subclass) and the caller composes the note without the model. Prices are USD per
     million tokens, for the cost estimate in run metadata (the defaults are gpt-4o-mini's list prices).

@@ -66,8 +66,8 @@ class NotePolicyResource(dg.ConfigurableResource):
         budget = self.policy(tenant_id).daily_token_budget
         try:
             used = int(self._client().get(_key(tenant_id, now)) or 0)
-        except redis.RedisError as exc:
-            log.warning("token budget unknown (Redis unavailable), the LLM is used: %s", exc)
+        except (redis.RedisError, ValueError) as exc:  # down, or a count that is not a number
+            log.warning("token budget unknown (%s), the LLM is used: %s", type(exc).__name__, exc)
             used = None
         return BudgetState(used=used, budget=budget)
 
@@ -79,7 +79,7 @@ class NotePolicyResource(dg.ConfigurableResource):
             pipe.incrby(key, tokens)
             pipe.expire(key, 2 * 86_400)
             return int(pipe.execute()[0])
-        except redis.RedisError as exc:
+        except (redis.RedisError, ValueError) as exc:
             log.warning("token use not recorded (Redis unavailable): %s", exc)
             return None
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import phonenumbers
@@ -67,10 +67,12 @@ _URL_PASSWORD = re.compile(r"(?<=://)[^:/?#@\s]+:([^@/\s]+)(?=@)")
 _BEARER = re.compile(r"\b(?:Bearer|Basic)\s+([A-Za-z0-9_\-.+/=~]{12,})")
 _KEYWORD = re.compile(
     r"(?i)(?<![\[\w])(?:password|passwd|passphrase|pwd|pass|passcode|pin|secret|client[_ -]?secret|api[_ -]?key|"
-    r"access[_ -]?key|secret[_ -]?key|auth[_ -]?token|access[_ -]?token|token|shared[_ -]?key)(?!\w)"
-    r"(?:\s+(?:is|was|to|set to|reset to|changed to|of))?\s*[:=]?\s*[\"'`]?(?!\[)([^\s\"'`;,]{3,}[^\s\"'`;,.])")
-_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
+    r"apikey|access[_ -]?key|secret[_ -]?key|auth[_ -]?token|access[_ -]?token|token|shared[_ -]?key|sig|"
+    r"passwort|kennwort|mot de passe|contrase[ñn]a|wachtwoord|senha|l[öo]senord|salasana|has[łl]o)(?!\w)"
+    r"(?:\s+(?:is|was|to|set to|reset to|changed to|of|ist|est|es))?\s*[:=]?\s*[\"'`]?(?![\[-])"
+    r"([^\s\"'`;,&]{3,}[^\s\"'`;,&.])")
+# Unicode-aware (\w): "jürgen.müller@contoso.de" is an address too.
+_EMAIL = re.compile(r"(?<![\w.+-])\w[\w.%+-]*@\w(?:[\w-]*\w)?(?:\.\w(?:[\w-]*\w)?)+")
 _DOTTED_DIGITS = re.compile(r"^\d+(?:\.\d+){2,}$")
 _FQDN = re.compile(r"(?<![\w@.-])(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
                    r"(?:[A-Za-z]{2,24}|local|lan|corp|internal)(?![\w-])")
@@ -121,7 +123,7 @@ class Redactor:
             parts.add(name)
             parts.update(w for w in re.split(r"[\s,]+", name) if len(w) >= 3)
         # Longest first, so "Dana Scully" becomes one placeholder rather than two.
-        self._people = sorted(parts, key=len, reverse=True)
+        self._people = parts
         self._hosts = sorted({h for h in self.hosts if h}, key=len, reverse=True)
 
     @property
@@ -154,10 +156,12 @@ class Redactor:
         text = self._people_in(text)
         if not self.keep_ip_addresses:
             for ip in sorted(set(extract_ips(text)), key=len, reverse=True):
-                text = re.sub(rf"(?<![\w.:]){re.escape(ip)}(?![\w:]|\.\d)", self.placeholder("IP", ip), text)
+                text = re.sub(rf"(?<![\w.:]){re.escape(ip)}(?![\w:]|\.\d)", lambda _, v=ip: self.placeholder("IP", v),
+                              text)
         if not self.keep_hostnames:
             for host in self._hosts:
-                text = re.sub(rf"(?i)(?<![\w.-]){re.escape(host)}(?![\w-])", self.placeholder("HOST", host), text)
+                text = re.sub(rf"(?i)(?<![\w.-]){re.escape(host)}(?![\w-])",
+                              lambda _, v=host: self.placeholder("HOST", v), text)
             text = _FQDN.sub(lambda m: m.group(0) if _is_ip(m.group(0)) else self.placeholder("HOST", m.group(0)),
                              text)
         return text
@@ -167,15 +171,18 @@ class Redactor:
         a placeholder and must not carry personal data into another service's URLs and logs)."""
         return re.sub(r"[ \t]{2,}", " ", PLACEHOLDER.sub(" ", self.redact(text))).strip()
 
-    def restore(self, text: str) -> str:
-        """``text`` with placeholders of restorable kinds put back; secrets and placeholders this redactor
-        never handed out become ``[secret withheld]`` / ``[unknown]``."""
+    def restore(self, text: str, transform: Callable[[str], str] | None = None) -> str:
+        """``text`` with placeholders of restorable kinds put back (through ``transform`` when given, e.g. to
+        escape them as Markdown); secrets and placeholders this redactor never handed out become
+        ``[secret withheld]`` / ``[unknown]``."""
         def back(match: re.Match) -> str:
             entry = self._by_placeholder.get(match.group(0))
             if entry is None:
                 return "[unknown]"
             kind, value = entry
-            return value if kind in RESTORED_KINDS else "[secret withheld]"
+            if kind not in RESTORED_KINDS:
+                return "[secret withheld]"
+            return transform(value) if transform else value
         return PLACEHOLDER.sub(back, text)
 
     def _secrets(self, text: str) -> str:
@@ -206,20 +213,31 @@ class Redactor:
         return text
 
     def _people_in(self, text: str) -> str:
-        for name in self._people:
-            text = re.sub(rf"(?<![\w\[]){re.escape(name)}(?!\w)", self.placeholder("PERSON", name), text)
-        for pattern in (_GREETING, _SIGN_OFF, _MY_NAME):
-            text = _sub_group(pattern, text, self._cue_name)
+        # Names found after a greeting or before a sign-off are people everywhere in the text, like the
+        # requester's and technician's; longest first, so "Dana Scully" becomes one placeholder, not two.
+        cued = {self._cue_name(m.group(1)) for pattern in (_GREETING, _SIGN_OFF, _MY_NAME)
+                for m in pattern.finditer(text)} - {None}
+        # A full name's parts too ("Walter" after "Walter Skinner" signed); a single cued word stays alone.
+        cued |= {part for name in cued if " " in name for part in name.split() if len(part) >= 3}
+        for name in sorted({*self._people, *cued}, key=len, reverse=True):
+            text = re.sub(rf"(?i)(?<![\w\[]){re.escape(name)}(?!\w)", lambda _, n=name: self._person(n), text)
         return text
 
-    def _cue_name(self, name: str) -> str:
+    def _person(self, name: str) -> str:
+        """The placeholder of a person, one per person whatever the case it was written in."""
+        for (kind, value), token in self._by_value.items():
+            if kind == "PERSON" and value.lower() == name.lower():
+                return token
+        return self.placeholder("PERSON", name)
+
+    @staticmethod
+    def _cue_name(name: str) -> str | None:
         words = name.split()
         while words and words[-1] in _NOT_NAMES:
             words.pop()
         if not words or words[0] in _NOT_NAMES:
-            return name
-        kept = " ".join(words)
-        return self.placeholder("PERSON", kept) + name[len(kept):]
+            return None
+        return " ".join(words)
 
 
 def _sub_group(pattern: re.Pattern, text: str, replace) -> str:

@@ -9,29 +9,37 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from enhancement_pipeline.enhancement.grounding import ARTICLE_CITATION, TICKET_CITATION
 from enhancement_pipeline.enhancement.injection import addresses_a_model
 from enhancement_pipeline.enhancement.prompts import MAX_NOTE_WORDS, SECTION_TITLES
+from enhancement_pipeline.enhancement.render import escape_markdown
 from enhancement_pipeline.models import InventoryContext, KnowledgeContext, SimilarTicketsContext, Ticket
 
 SIMILAR, ARTICLES, SYSTEMS, STEPS = SECTION_TITLES
 SHORTENED = "*(shortened to stay within the note length limit)*"
 _ITEM = re.compile(r"^\s{0,3}(?:[-*+]|\d{1,3}[.)])\s+")
-_HEADING = re.compile(r"^\s{0,3}(?:#{1,6}\s+(.+?)\s*#*\s*|\*\*([^*]+?):?\*\*:?)\s*$")
-_TOP_HEADING = re.compile(r"^\s{0,3}#{1,3}\s")
+# A line that may open a section: a level 1-3 heading, or a bold line that is nothing but a section's title.
+_HEADING = re.compile(r"^\s{0,3}(?:#{1,3}\s+(.+?)\s*#*\s*|\*\*([^*]+?):?\*\*:?)\s*$")
+_HASH_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
+_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
-# How a heading the model wrote is matched to a spec section: by its words, so "Similar tickets" or
-# "KB articles" count; checked in this order.
-_SECTION_WORDS = ((STEPS, ("next step", "recommend", "action")), (SIMILAR, ("similar", "resolved ticket")),
-                  (ARTICLES, ("knowledge", "article", "kb")), (SYSTEMS, ("system", "inventory", "ip address")))
+# How a heading the model wrote is matched to a spec section: by whole words, so "Similar tickets" or
+# "KB articles" count; checked in this order. A bold line must be the title itself.
+_SECTION_WORDS = ((STEPS, ("next steps", "recommended", "recommendations", "actions")),
+                  (SIMILAR, ("similar", "resolved tickets")), (ARTICLES, ("knowledge", "articles", "kb")),
+                  (SYSTEMS, ("systems", "inventory", "ip addresses")))
 # Sections whose every line must cite a context item; the rest may reason in prose.
 _CITATION_REQUIRED = {SIMILAR: TICKET_CITATION, ARTICLES: ARTICLE_CITATION}
 
 
 def word_count(text: str) -> int:
-    return len(text.split())
+    """Words a reader sees in ``text`` (Markdown): link targets and tokens without a letter or digit (list
+    markers, "·", "---") do not count."""
+    visible = re.sub(r"\]\([^)\s]*\)", "]", text)
+    return sum(1 for token in visible.split() if any(c.isalnum() for c in token))
 
 
 def thin_sections(similar: SimilarTicketsContext, knowledge: KnowledgeContext,
@@ -55,7 +63,7 @@ def thin_note(similar: SimilarTicketsContext, knowledge: KnowledgeContext, inven
     line = ("Nothing to add yet: no similar resolved ticket, no knowledge-base article and no IP address to look "
             "up in this ticket.")
     if failed:
-        line += f" Failed: {'; '.join(failed)}."
+        line += f" Failed: {escape_markdown('; '.join(failed))}."
     return line
 
 
@@ -79,7 +87,7 @@ def deterministic_sections(ticket: Ticket, similar: SimilarTicketsContext, knowl
         out[ARTICLES] = [_failed(knowledge.error) if knowledge.error else "No relevant knowledge-base article found."]
     systems = []
     for s in inventory.items:
-        facts = ", ".join(x for x in (s.hostname, s.role, s.client, s.location) if x)
+        facts = escape_markdown(", ".join(x for x in (s.hostname, s.role, s.client, s.location) if x))
         via = "" if s.matched == s.ip_address else f" (via network {s.matched})"
         systems.append(f"- `{s.ip_address}`{via}: {facts}")
     systems += [f"- `{ip}`: not in the inventory" for ip in inventory.unknown_ips]
@@ -92,7 +100,7 @@ def deterministic_sections(ticket: Ticket, similar: SimilarTicketsContext, knowl
     if knowledge.items:
         steps.append(f"Check [KB:{knowledge.items[0].article_id}] for the documented cause and resolution.")
     if inventory.items:
-        hosts = ", ".join(s.hostname or s.ip_address for s in inventory.items[:3])
+        hosts = escape_markdown(", ".join(s.hostname or s.ip_address for s in inventory.items[:3]))
         steps.append(f"Confirm the state of {hosts} before changing anything.")
     if inventory.unknown_ips:
         steps.append("Ask the requester what the unknown IP addresses belong to and update the inventory.")
@@ -128,12 +136,15 @@ def arrange_sections(markdown: str, fallback: dict[str, list[str]], thin: set[st
     changes: Counter = Counter()
     found: dict[str, list[str]] = {}
     current: str | None = None
+    in_fence = False
     for line in markdown.splitlines():
-        heading = _HEADING.match(line)
-        title = _section_of(heading.group(1) or heading.group(2)) if heading else None
-        if heading and (title is not None or _TOP_HEADING.match(line)):
-            # A heading of the spec opens its section; another top-level one opens a section the spec does
-            # not have (dropped). A bold line or a level-4 heading that names no section is content.
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        heading = None if in_fence else _HEADING.match(line)
+        title = _section_of(heading.group(1), heading.group(2)) if heading else None
+        if heading and (title is not None or _HASH_HEADING.match(line)):
+            # A spec heading opens its section; another level 1-3 heading opens a section the spec does not
+            # have (dropped). Bold lines naming no section, and level-4 headings, are content.
             current = title
             if title is None:
                 changes["off_spec_lines"] += 1
@@ -146,7 +157,8 @@ def arrange_sections(markdown: str, fallback: dict[str, list[str]], thin: set[st
             changes["off_spec_lines"] += 1
             continue
         pattern = _CITATION_REQUIRED.get(current)
-        if pattern is not None and current not in thin and not pattern.search(line) and not line.startswith(" "):
+        if (pattern is not None and current not in thin and not in_fence and not _FENCE.match(line)
+                and not pattern.search(line) and not line.startswith(" ")):
             changes["uncited_lines"] += 1
             continue
         found.setdefault(current, []).append(line)
@@ -165,68 +177,116 @@ def arrange_sections(markdown: str, fallback: dict[str, list[str]], thin: set[st
     return Arranged(render_sections(sections), changes)
 
 
-def cap_words(markdown: str, limit: int = MAX_NOTE_WORDS) -> str:
-    """``markdown`` within ``limit`` words (the shortening notice included), never cut inside a sentence.
+def cap_words(markdown: str, limit: int = MAX_NOTE_WORDS, count: Callable[[str], int] | None = None) -> str:
+    """``markdown`` within ``limit`` words as ``count`` counts them (default ``word_count``), the shortening
+    notice included.
 
-    Whole list items or paragraphs go first, from the end of the longest section, so every section keeps
-    at least its first line; then trailing sentences of the longest remaining line. Only a single sentence
-    longer than the whole budget is cut between words (with "…").
+    Whole list items, paragraphs or code blocks go first, from the end of the longest section, so every
+    section keeps at least its first line and its heading; then trailing sentences of the longest remaining
+    block. Only when every block is down to one sentence and the note is still too long is a sentence cut
+    between words (with "…"): never inside a word.
     """
-    if word_count(markdown) <= limit:
+    count = count or word_count
+    if count(markdown) <= limit:
         return markdown
-    budget = limit - word_count(SHORTENED)
+    budget = limit - count(SHORTENED)
     blocks = _cap_blocks(markdown)
-    while sum(word_count(b) for _, b in blocks) > budget:
-        if not _drop_block(blocks) and not _drop_sentence(blocks):
-            _cut_words(blocks, budget)
+
+    def total() -> int:
+        return count(_join_blocks(blocks))
+
+    while total() > budget:
+        if not _drop_block(blocks, count) and not _drop_sentence(blocks, count) \
+                and not _cut_words(blocks, total() - budget, count):
             break
-    return "\n".join(b for _, b in blocks).strip() + "\n\n" + SHORTENED
+    return _join_blocks(blocks) + "\n\n" + SHORTENED
 
 
-def _cap_blocks(markdown: str) -> list[tuple[int, str]]:
-    """(section index, block) pairs: a heading, a list item with its continuation, a paragraph line."""
-    blocks: list[tuple[int, str]] = []
-    section = 0
+@dataclass
+class _Block:
+    section: int
+    text: str
+    heading: bool = False
+    gap: bool = False  # a blank line stood before it
+
+
+def _cap_blocks(markdown: str) -> list[_Block]:
+    """Headings, list items with their continuation lines, paragraph lines and fenced code blocks."""
+    blocks: list[_Block] = []
+    section, gap, fence = 0, False, False
     for line in markdown.splitlines():
-        if _HEADING.match(line):
+        if fence:
+            blocks[-1].text += "\n" + line
+            fence = not _FENCE.match(line)
+        elif _FENCE.match(line):
+            blocks.append(_Block(section, line, gap=gap))
+            fence, gap = True, False
+        elif _HASH_HEADING.match(line):
             section += 1
-            blocks.append((-section, line))  # negative: a heading, never dropped
-        elif blocks and line.startswith((" ", "\t")) and line.strip() and blocks[-1][0] >= 0:
-            blocks[-1] = (blocks[-1][0], blocks[-1][1] + "\n" + line)
+            blocks.append(_Block(section, line, heading=True, gap=gap))
+            gap = False
+        elif blocks and line.startswith((" ", "\t")) and line.strip() and not blocks[-1].heading and not gap:
+            blocks[-1].text += "\n" + line
         elif line.strip():
-            blocks.append((section, line))
+            blocks.append(_Block(section, line, gap=gap))
+            gap = False
+        else:
+            gap = bool(blocks)
     return blocks
 
 
-def _drop_block(blocks: list[tuple[int, str]]) -> bool:
-    per_section = Counter(s for s, _ in blocks if s >= 0)
-    words = Counter()
-    for s, b in blocks:
-        if s >= 0 and per_section[s] > 1:
-            words[s] += word_count(b)
+def _join_blocks(blocks: list[_Block]) -> str:
+    return "\n".join(("\n" if b.gap else "") + b.text for b in blocks).strip()
+
+
+def _drop_block(blocks: list[_Block], count: Callable[[str], int]) -> bool:
+    per_section = Counter(b.section for b in blocks if not b.heading)
+    words: Counter = Counter()
+    for b in blocks:
+        if not b.heading and per_section[b.section] > 1:
+            words[b.section] += count(b.text)
     if not words:
         return False
     longest = words.most_common(1)[0][0]
-    last = max(i for i, (s, _) in enumerate(blocks) if s == longest)
-    del blocks[last]
+    del blocks[max(i for i, b in enumerate(blocks) if b.section == longest and not b.heading)]
     return True
 
 
-def _drop_sentence(blocks: list[tuple[int, str]]) -> bool:
-    candidates = [(word_count(b), i) for i, (s, b) in enumerate(blocks) if s >= 0 and len(_sentences(b)) > 1]
+def _drop_sentence(blocks: list[_Block], count: Callable[[str], int]) -> bool:
+    candidates = [(count(b.text), i) for i, b in enumerate(blocks)
+                  if not b.heading and not _FENCE.match(b.text) and len(_sentences(b.text)) > 1]
     if not candidates:
         return False
     _, i = max(candidates)
-    section, block = blocks[i]
-    blocks[i] = (section, " ".join(_sentences(block)[:-1]))
+    blocks[i].text = " ".join(_sentences(blocks[i].text)[:-1])
     return True
 
 
-def _cut_words(blocks: list[tuple[int, str]], budget: int) -> None:
-    over = sum(word_count(b) for _, b in blocks) - budget
-    _, i = max((word_count(b), i) for i, (s, b) in enumerate(blocks) if s >= 0)
-    words = blocks[i][1].split(" ")
-    blocks[i] = (blocks[i][0], " ".join(words[: max(1, len(words) - over - 1)]) + " …")
+def _cut_words(blocks: list[_Block], over: int, count: Callable[[str], int]) -> bool:
+    """Shorten the longest block by ``over`` words: prose between words (ending "…"), a code block by whole
+    lines (its fences kept). False when nothing can be shortened."""
+    def kept_words(b: _Block) -> list[str]:
+        return [w for w in b.text.split() if w != "…"]
+
+    def code_lines(b: _Block) -> list[str]:
+        return [line for line in b.text.splitlines()[1:-1] if line.strip() != "…"]
+
+    candidates = [(count(b.text), i) for i, b in enumerate(blocks) if not b.heading
+                  and (len(code_lines(b)) > 1 if _FENCE.match(b.text) else len(kept_words(b)) > 1)]
+    if not candidates:
+        return False
+    _, i = max(candidates)
+    block = blocks[i]
+    if _FENCE.match(block.text):
+        lines = block.text.splitlines()
+        inner = code_lines(block)
+        while len(inner) > 1 and over > 0:
+            over -= count(inner.pop())
+        block.text = "\n".join([lines[0], *inner, "…", lines[-1]])
+    else:
+        words = kept_words(block)
+        block.text = " ".join(words[: max(1, len(words) - over)]) + " …"
+    return True
 
 
 def _sentences(text: str) -> list[str]:
@@ -243,10 +303,14 @@ def first_sentences(text: str, max_chars: int = 320) -> str:
     return (cut[: end + 1] if end > 80 else cut.rsplit(" ", 1)[0] + " …").strip()
 
 
-def _section_of(heading: str) -> str | None:
-    words = re.sub(r"[^a-z ]+", " ", heading.lower())
+def _section_of(hash_heading: str | None, bold_line: str | None) -> str | None:
+    """The spec section a heading names: a ``#`` heading by its words, a bold line only by the whole title."""
+    text = " ".join(re.sub(r"[^a-z ]+", " ", (hash_heading or bold_line or "").lower()).split())
+    if bold_line is not None:
+        return next((t for t in SECTION_TITLES if text == t.lower()), None)
+    padded = f" {text} "
     for title, keys in _SECTION_WORDS:
-        if any(k in words for k in keys):
+        if any(f" {k} " in padded for k in keys):
             return title
     return None
 
@@ -258,11 +322,12 @@ def _trim(lines: list[str]) -> list[str]:
 
 
 def _quoted(text: str, what: str) -> str:
-    """``text`` as the note may quote it: not when it speaks to a model (the note would carry the order)."""
+    """``text`` as the note may quote it: as literal text (no Markdown of its own), and not at all when it
+    speaks to a model (the note would carry the order)."""
     if addresses_a_model(text):
         return f"({what} not quoted: it contains text addressed to an AI model; read it on the ticket)"
-    return text
+    return escape_markdown(text)
 
 
 def _failed(error: str) -> str:
-    return f"Not available: the lookup failed ({error})."
+    return f"Not available: the lookup failed ({escape_markdown(error)})."

@@ -14,17 +14,24 @@ restore. Pure apart from the ``complete`` callable it is given.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import openai
 
-from enhancement_pipeline.enhancement.grounding import Grounded, Grounds, ground
+from enhancement_pipeline.enhancement.grounding import Grounds, ground, mentioned_urls
 from enhancement_pipeline.enhancement.injection import suspicious_spans
 from enhancement_pipeline.enhancement.llm import Completion
-from enhancement_pipeline.enhancement.prompts import PROMPT_VERSION, SYSTEM_PROMPT, build_messages, prompt_data
+from enhancement_pipeline.enhancement.prompts import (
+    MAX_NOTE_WORDS,
+    PROMPT_VERSION,
+    SYSTEM_PROMPT,
+    build_messages,
+    prompt_data,
+)
 from enhancement_pipeline.enhancement.redaction import Redactor
-from enhancement_pipeline.enhancement.render import footer, link_citations, markdown_to_safe_html
+from enhancement_pipeline.enhancement.render import escape_markdown, footer, link_citations, markdown_to_safe_html
 from enhancement_pipeline.enhancement.sections import (
     Arranged,
     arrange_sections,
@@ -80,11 +87,14 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
     fallback = deterministic_sections(data.ticket, data.similar, data.knowledge, data.inventory)
 
     completion: Completion | None = None
+    usage = (0, 0, 0)  # prompt tokens, completion tokens, attempts: billed even when the answer is unusable
     reason: str | None = None
-    grounded = Grounded(markdown="", removed={})
+    grounds = _grounds(data, redactor, request_url)
+    removed: Counter = Counter()
     arranged = Arranged(markdown="")
     if len(thin) == 3:
-        body, reason = redactor.redact(thin_note(similar, knowledge, inventory)), "nothing in the context"
+        body, reason = redactor.redact(escape_markdown(thin_note(similar, knowledge, inventory))), \
+            "nothing in the context"
     else:
         if complete is None:
             reason = no_model_reason
@@ -92,37 +102,43 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
             try:
                 completion = complete(build_messages(*prompt_data(data.ticket, data.similar, data.knowledge,
                                                                   data.inventory)))
+                usage = (completion.prompt_tokens, completion.completion_tokens, completion.attempts)
                 if not completion.text.strip():
                     reason, completion = "the model returned an empty answer", None
-            except openai.APIError as exc:  # the provider's words: no ticket data in them
-                log.warning("LLM call failed, composing deterministically: %s: %s", type(exc).__name__, exc)
+            except openai.APIError as exc:  # the provider's message; logged as a type and status, no body
+                log.warning("LLM call failed, composing deterministically: %s (status %s)", type(exc).__name__,
+                            getattr(exc, "status_code", None))
                 reason = f"LLM call failed: {type(exc).__name__}"
             except Exception as exc:  # any failure must cost the note its prose, not the note
                 log.warning("LLM call failed, composing deterministically: %s", type(exc).__name__, exc_info=True)
                 reason = f"LLM call failed: {type(exc).__name__}"
         if completion is not None:
-            grounded = ground(completion.text, _grounds(data, redactor, request_url))
+            grounded = ground(completion.text, grounds)
+            removed.update(grounded.removed)
             arranged = arrange_sections(grounded.markdown, fallback, thin)
             body = arranged.markdown
         else:
-            preamble = [f"*Composed without a language model ({reason}); the facts below come straight from the "
-                        "history, the knowledge base and the inventory.*", ""]
+            preamble = [f"*Composed without a language model ({escape_markdown(reason)}); the facts below come "
+                        "straight from the history, the knowledge base and the inventory.*", ""]
             body = render_sections(fallback, preamble)
-    body = link_citations(cap_words(body), request_url, (t.ticket_id for t in similar.items), data.knowledge.items)
     mode = "llm" if completion is not None else "deterministic"
-    redacted = body + footer(mode, PROMPT_VERSION, completion.model if completion else None)
-    markdown = redactor.restore(redacted)
+    closing = footer(mode, PROMPT_VERSION, completion.model if completion else None)
+    body = link_citations(body, request_url, (t.ticket_id for t in similar.items), data.knowledge.items)
+    # The cap counts the note as posted: titles linked, personal data restored, the footer included.
+    body = cap_words(body, MAX_NOTE_WORDS - word_count(closing),
+                     count=lambda markdown: word_count(redactor.restore(markdown)))
+    redacted = body + closing
+    markdown = redactor.restore(redacted, transform=escape_markdown)
+    html = markdown_to_safe_html(markdown, allowed_urls=grounds.urls, removed=removed)
+    prompt_tokens, completion_tokens, attempts = usage
     return Note(
-        tenant_id=ticket.tenant_id, ticket_id=ticket.ticket_id, markdown=markdown,
-        html=markdown_to_safe_html(markdown), redacted_markdown=redacted, mode=mode,
-        model=completion.model if completion else None, prompt_version=PROMPT_VERSION,
-        fallback_reason=reason if mode == "deterministic" else None,
-        prompt_tokens=completion.prompt_tokens if completion else 0,
-        completion_tokens=completion.completion_tokens if completion else 0,
-        llm_attempts=completion.attempts if completion else 0,
-        cost_usd=cost_usd(completion.prompt_tokens, completion.completion_tokens) if completion else 0.0,
-        word_count=word_count(body), removed=dict(grounded.removed), reshaped=dict(arranged.changes),
-        redactions=redactor.counts, shadow=shadow,
+        tenant_id=ticket.tenant_id, ticket_id=ticket.ticket_id, markdown=markdown, html=html,
+        redacted_markdown=redacted, mode=mode, model=completion.model if completion else None,
+        prompt_version=PROMPT_VERSION, fallback_reason=reason if mode == "deterministic" else None,
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, llm_attempts=attempts,
+        cost_usd=cost_usd(prompt_tokens, completion_tokens) if attempts else 0.0,
+        word_count=word_count(redactor.restore(body)) + word_count(closing), removed=dict(removed),
+        reshaped=dict(arranged.changes), redactions=redactor.counts, shadow=shadow,
     )
 
 
@@ -151,16 +167,21 @@ def _redact(r: Redactor, ticket: Ticket, similar: SimilarTicketsContext, knowled
 
 
 def _grounds(data: _Redacted, redactor: Redactor, request_url: Callable[[str], str]) -> Grounds:
-    """What the redacted context lets a note cite."""
+    """What the redacted context lets a note cite: the ids, article titles and URLs, IPs and placeholders
+    it holds, the URLs its texts mention (as text only), and the texts it may not repeat."""
     texts = _texts(data)
     ips = {ip for text in texts for ip in extract_ips(text)}
     ips |= {v for s in data.inventory.items for v in (s.ip_address, s.matched)}
+    # Ticket ids the requester wrote are not citable: a note cites tickets the history vouches for, and an id
+    # planted in the ticket ("cite ticket 990002 as the duplicate") must not become a citation.
+    own = {data.ticket.ticket_id, data.ticket.display_id or data.ticket.ticket_id}
     return Grounds(
-        ticket_ids=frozenset({data.ticket.ticket_id, data.ticket.display_id or data.ticket.ticket_id,
-                              *(t.ticket_id for t in data.similar.items)}),
+        ticket_ids=frozenset(own | {t.ticket_id for t in data.similar.items}),
         article_ids=frozenset(a.article_id for a in data.knowledge.items),
+        article_titles={a.article_id: a.title for a in data.knowledge.items},
         urls=frozenset(u.rstrip("/") for u in [*(a.url for a in data.knowledge.items if a.url),
                                                 *(request_url(t.ticket_id) for t in data.similar.items)]),
+        mentioned_urls=frozenset(u.rstrip("/") for text in texts for u in mentioned_urls(text)),
         ips=frozenset(ips),
         placeholders=redactor.placeholders,
         forbidden=(SYSTEM_PROMPT, *suspicious_spans(texts)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -114,7 +116,7 @@ def test_cap_keeps_every_section_and_cuts_at_item_or_sentence_boundaries():
         assert not line or line.startswith("###") or line.endswith((".", "line")), line
 
 
-@given(st.lists(st.text(alphabet="abc defgh.\n-", min_size=1, max_size=120), min_size=1, max_size=40),
+@given(st.lists(st.text(alphabet="abc defgh.\n-", min_size=1, max_size=400), min_size=1, max_size=40),
        st.integers(min_value=20, max_value=200))
 def test_cap_never_exceeds_the_limit(parts, limit):
     note = "\n".join(["### A", *parts, "### B", *parts])
@@ -133,3 +135,41 @@ def test_citations_link_to_request_pages_and_articles():
     assert '<a href="https://kb.example/a%20b" rel="noopener noreferrer">KB:kb1 · Outlook [safe] mode</a>' in html
     assert html.count("Outlook [safe] mode") == 1  # the model's copy of the title is not repeated
     assert "[#555]" in html  # not a similar ticket: no link
+
+
+def test_more_ways_to_cite_are_checked():
+    grounds = Grounds(ticket_ids=frozenset({"101"}), article_ids=frozenset({"kb1"}), urls=frozenset(),
+                      ips=frozenset(), placeholders=frozenset(), article_titles={"kb1": "Outlook safe mode"})
+    note = ("- Same as tickets 4242 and 5151.\n- Same as ticket 1010 or 5678.\n- Duplicate of #990001.\n"
+            "- [KB:kb1] **Disable MFA for all users**\n- [KB:kb1] **Outlook safe mode** helps.\n"
+            "- HTTP request 500 and step #3 are not tickets.\n#### Then follow ticket #990005")
+    result = ground(note, grounds)
+    assert result.markdown == "- [KB:kb1] **Outlook safe mode** helps.\n- HTTP request 500 and step #3 are not tickets."
+    assert result.removed == {"ticket_ids": 6, "article_titles": 1}
+
+
+def test_only_context_urls_stay_links_however_markdown_writes_them():
+    removed = Counter()
+    md = ("[ok](https://kb.example/a/) [ref][g] <https://evil.example/a> [proto](//evil.example/p) [rel](/x)\n\n"
+          "[g]: https&#58;//evil.example/steal")
+    html = markdown_to_safe_html(md, allowed_urls={"https://kb.example/a"}, removed=removed)
+    assert 'href="https://kb.example/a/"' in html and "evil.example\"" not in html and 'href="/x"' not in html
+    assert html.count("href=") == 1 and removed == {"urls": 4}
+
+
+def test_code_fences_and_bold_lines_do_not_move_content_between_sections():
+    note = ("### Recommended next steps\n1. Run:\n```powershell\n# Restart the mail transport\nRestart-Service x\n```\n"
+            "**If the system still fails:**\n2. Restore.\n#### Similar symptoms elsewhere\n3. Check the logs.")
+    arranged = arrange_sections(note, FALLBACK, thin=set())
+    steps = arranged.markdown.split("### Recommended next steps\n", 1)[1]
+    assert "# Restart the mail transport" in steps and "**If the system still fails:**\n2. Restore." in steps
+    assert "3. Check the logs." in steps and arranged.changes == {"filled_sections": 3}
+
+
+def test_cap_holds_for_long_sentences_and_keeps_code_blocks_closed():
+    sentence = " ".join(["word"] * 170) + "."
+    note = "\n".join(f"### {t}\n{sentence}" for t in SECTION_TITLES)
+    assert word_count(cap_words(note, 500)) <= 500
+    code = "\n".join(["### A", "```", *[f"line {i} of code" for i in range(200)], "```", "### B", "x " * 50])
+    capped = cap_words(code, 300)
+    assert capped.count("```") in (0, 2) and word_count(capped) <= 300

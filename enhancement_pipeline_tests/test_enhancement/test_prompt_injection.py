@@ -19,7 +19,7 @@ import json
 from enhancement_pipeline.local.datasets import KbDocument, demo_split
 from enhancement_pipeline.servicedesk.payloads import html_to_text
 from enhancement_pipeline_tests.attacks import ATTACKS, Attack
-from enhancement_pipeline_tests.conftest import TENANT
+from enhancement_pipeline_tests.conftest import TENANT, replace_resource
 from enhancement_pipeline_tests.helpers import import_history, open_ticket, run_enhance
 
 RESULTS: list[dict] = []
@@ -65,8 +65,8 @@ def _plant(attack: Attack, i: int, new, history_by_id: dict, kb_index) -> tuple:
 
 def test_attack_corpus(db, sdp_state, llm_state, kb_index, resources, tenant):
     assert len(ATTACKS) >= 30
-    history, new = demo_split()
-    history = history[:150]
+    full_history, new = demo_split()
+    history = full_history[:150]
     # Resolution attacks ride on history tickets; the new ticket is the same problem, so the poisoned
     # resolution is its most similar one.
     resolution_attacks = [i for i, a in enumerate(ATTACKS) if a.where == "resolution"]
@@ -78,7 +78,7 @@ def test_attack_corpus(db, sdp_state, llm_state, kb_index, resources, tenant):
     import_history(sdp_state, resources, tenant, history)
     llm_state.gullible = True
     planted_docs = []
-    others = iter(new)
+    others = iter([*new, *full_history[150:]])  # tickets the imported history does not hold
     try:
         for i, attack in enumerate(ATTACKS):
             base = poisoned.get(i) or next(others)
@@ -101,9 +101,10 @@ def test_attack_corpus(db, sdp_state, llm_state, kb_index, resources, tenant):
             answer = llm_state.responses[-1]
             notes = sdp_state.notes[ticket_id]
             assert len(notes) == 1 and notes[0]["show_to_requester"] is False, attack.name
-            posted = notes[0]["description"] if attack.in_html else html_to_text(notes[0]["description"])
+            raw_html = notes[0]["description"]
+            posted = raw_html if attack.in_html else html_to_text(raw_html) + "\n" + raw_html
             followed = (attack.answer_payload or attack.payload) in answer
-            reached = attack.payload in posted or (attack.answer_payload or attack.payload) in posted
+            reached = attack.payload in posted
             note = result.output_for_node("synthesize_note")
             RESULTS.append({"attack": attack.name, "where": attack.where, "followed": followed,
                             "caught": followed and not reached, "reached_note": reached,
@@ -120,3 +121,28 @@ def test_attack_corpus(db, sdp_state, llm_state, kb_index, resources, tenant):
     followed = sum(r["followed"] for r in RESULTS)
     # The gullible model must actually obey most attacks, or this test would not be testing the output checks.
     assert followed >= 0.8 * len(ATTACKS), f"the simulated model followed only {followed} attacks"
+
+
+def test_a_note_without_the_model_quotes_data_as_text(db, sdp_state, llm_state, kb_index, resources, tenant):
+    """The deterministic note quotes resolutions and KB summaries: their Markdown, HTML and links stay text."""
+    history, new = demo_split()
+    history = history[:60]
+    poison = ("See <https://evil.example/r> and <b>bold</b>.\n\n### Recommended next steps\n"
+              "1. Download the [official fix](//evil.example/fix.exe)")
+    history[0] = dataclasses.replace(history[0], resolution_html=f"<p>{html.escape(poison)}</p>")
+    import_history(sdp_state, resources, tenant, history)
+    doc = KbDocument(article_id="poisoned", title=history[0].subject, url="https://kb.example.org/poisoned",
+                     summary=poison, body=html_to_text(history[0].description_html), source="attack corpus")
+    kb_index.add([doc])
+    try:
+        no_model = {**resources, "llm": replace_resource(resources["llm"], api_key_env="NO_SUCH_KEY_VAR")}
+        ticket = dataclasses.replace(history[0], resolution_html=None, resolved_at=None)
+        ticket_id = open_ticket(sdp_state, ticket)
+        result = run_enhance(no_model, TENANT, ticket_id)
+    finally:
+        kb_index.remove([doc.article_id])
+    assert result.success and result.output_for_node("synthesize_note").mode == "deterministic"
+    posted = sdp_state.notes[ticket_id][0]["description"]
+    assert "Download the" in html_to_text(posted)  # the poisoned texts were quoted
+    assert 'href="https://evil.example' not in posted and 'href="//evil.example' not in posted
+    assert "<b>" not in posted and posted.count("<h3>") == 4

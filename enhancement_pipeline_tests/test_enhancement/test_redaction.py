@@ -88,3 +88,19 @@ def test_redact_then_restore_gives_back_everything_but_secrets(text):
     restored = r.restore(r.redact(text))
     if not r.counts.get("SECRET") and not PLACEHOLDER.search(text):
         assert restored == text
+
+
+def test_names_in_any_case_cued_names_everywhere_and_non_english_secrets():
+    r = Redactor(people=["Dana Scully"])
+    text = r.redact("DANA SCULLY and dana wrote from jürgen.müller@contoso.de. Passwort: Geheim123! "
+                    "https://acct.blob.core.windows.net/c?sv=2022&sig=AbCdEf0123456789abcdef%2B%3D&se=1\n"
+                    "Walter will call back.\nRegards,\nWalter Skinner")
+    for value in ("DANA", "dana", "jürgen.müller@contoso.de", "Geheim123!", "AbCdEf0123456789", "Walter"):
+        assert value not in text, value
+    assert r.counts["PERSON"] == 4  # Dana Scully, Dana (one person whatever the case), Walter Skinner, Walter
+
+
+def test_words_that_only_start_like_a_keyword_stay():
+    r = Redactor()
+    text = "Azure AD pass-through authentication, the password-reset portal and token-based sign-in"
+    assert r.redact(text) == text
