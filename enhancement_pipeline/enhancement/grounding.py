@@ -37,9 +37,10 @@ _LINK = re.compile(r"(!?)\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\(\s*<?([^()\s<>]*(?:\([
                    r"(?:\s+(?:\"[^\"]*\"|'[^']*'))?\s*\)")
 _AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.-]{1,31}:[^<>\s]*)>")
 _BARE_URL = re.compile(r"(?i)\b(?:https?|ftp|file|javascript|data|vbscript|mailto):[^\s<>()\[\]]+")
-_ITEM = re.compile(r"^\s{0,3}(?:[-*+]|\d{1,3}[.)])\s+")
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\[*_`\"'(A-Z0-9])")
+LIST_ITEM = re.compile(r"^\s{0,3}(?:[-*+]|\d{1,3}[.)])\s+")
+HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\[*_`\"'(A-Z0-9])")
+"""Where one sentence ends and the next begins: after . ! ? and before what can start a sentence."""
 ECHO_WORDS = 6
 """Consecutive words a unit may share with a forbidden text before it counts as repeating it (a forbidden
 text shorter than that counts when repeated whole, down to ``MIN_ECHO_WORDS``)."""
@@ -190,13 +191,13 @@ def _blocks(markdown: str) -> list[tuple[str, list[str]]]:
     blocks: list[tuple[str, list[str]]] = []
     for line in markdown.splitlines():
         continues_item = (blocks and blocks[-1][0] == "item" and line.strip() and line.startswith((" ", "\t"))
-                          and not _ITEM.match(line))
+                          and not LIST_ITEM.match(line))
         if continues_item:
             blocks[-1][1][0] += "\n" + line
-        elif _ITEM.match(line) or _HEADING.match(line):
+        elif LIST_ITEM.match(line) or HEADING.match(line):
             blocks.append(("item", [line]))
         elif not line.strip() or line.strip() in ("---", "***"):
             blocks.append(("pass", [line]))
         else:
-            blocks.append(("paragraph", _SENTENCE_END.split(line.strip())))
+            blocks.append(("paragraph", SENTENCE_END.split(line.strip())))
     return blocks

@@ -13,8 +13,7 @@ import dagster as dg
 from enhancement_pipeline.enhancement.llm import LlmResource
 from enhancement_pipeline.enhancement.policy import NotePolicyResource
 from enhancement_pipeline.enhancement.posting import post_note_once
-from enhancement_pipeline.enhancement.redaction import Redactor
-from enhancement_pipeline.enhancement.synthesis import Privacy, synthesize
+from enhancement_pipeline.enhancement.synthesis import synthesize
 from enhancement_pipeline.history.embeddings import load_encoder
 from enhancement_pipeline.history.search import find_similar, has_embeddings
 from enhancement_pipeline.inventory.ip_addresses import extract_ips
@@ -53,8 +52,7 @@ def load_ticket(context: dg.OpExecutionContext, config: TicketConfig, sdp: Servi
     context.add_output_metadata({
         "tenant_id": ticket.tenant_id, "ticket_id": ticket.ticket_id, "display_id": ticket.display_id or "",
         # Redacted: the event log is read by more people than SDP, and the subject is the requester's words.
-        "subject": Redactor.for_ticket(ticket, phone_region=notes.policy(ticket.tenant_id).phone_region
-                                       ).redact(ticket.subject),
+        "subject": notes.policy(ticket.tenant_id).privacy.redactor(ticket).redact(ticket.subject),
         "status": ticket.status or "", "description_chars": len(ticket.description),
         "ms": round((time.perf_counter() - started) * 1000, 1),
     })
@@ -100,8 +98,7 @@ def knowledge_articles(context: dg.OpExecutionContext, ticket: Ticket, kb: Knowl
     def work() -> KnowledgeContext:
         # The KB's search API sees the ticket's words, not its requester's data: a GET query lands in URLs and
         # access logs.
-        query = Redactor.for_ticket(ticket, phone_region=notes.policy(ticket.tenant_id).phone_region
-                                    ).scrub(ticket.text)
+        query = notes.policy(ticket.tenant_id).privacy.redactor(ticket).scrub(ticket.text)
         items, cached = kb.search(ticket.tenant_id, query)
         context.add_output_metadata({"article_ids": ", ".join(a.article_id for a in items), "cache_hit": cached})
         return KnowledgeContext(items=items)
@@ -142,8 +139,7 @@ def synthesize_note(context: dg.OpExecutionContext, ticket: Ticket, similar: Sim
     note = synthesize(
         ticket, similar, knowledge, inventory, complete=complete, no_model_reason=reason,
         request_url=lambda ticket_id: sdp.request_url(ticket.tenant_id, ticket_id),
-        privacy=Privacy(keep_ip_addresses=policy.keep_ip_addresses, keep_hostnames=policy.keep_hostnames,
-                        phone_region=policy.phone_region),
+        privacy=policy.privacy,
         shadow=policy.shadow_mode, cost_usd=llm.cost_usd)
     tokens = note.prompt_tokens + note.completion_tokens
     used_today = notes.record_tokens(ticket.tenant_id, tokens) if tokens else budget.used

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import redis
 
+from enhancement_pipeline.enhancement.redaction import Privacy
 from enhancement_pipeline.storage.cache import shared_redis_client
 from enhancement_pipeline.tenants import Tenant, endpoint_for
 
@@ -36,6 +37,11 @@ class TenantNotePolicy(dg.Config):
     @classmethod
     def for_tenant(cls, tenant: Tenant) -> TenantNotePolicy:
         return cls(tenant_id=tenant.tenant_id, **tenant.notes.model_dump())
+
+    @property
+    def privacy(self) -> Privacy:
+        return Privacy(keep_ip_addresses=self.keep_ip_addresses, keep_hostnames=self.keep_hostnames,
+                       phone_region=self.phone_region)
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,21 @@ _NOT_NAMES = frozenset({"Team", "Support", "All", "There", "Everyone", "Helpdesk
                         "Sir", "Madam", "Again", "In", "Advance", "The", "For", "You"})
 
 
+@dataclass(frozen=True)
+class Privacy:
+    """A tenant's choices: whether IP addresses and hostnames may reach the model as they are, and the
+    region whose national phone formats are found."""
+
+    keep_ip_addresses: bool = True
+    keep_hostnames: bool = True
+    phone_region: str | None = "US"
+
+    def redactor(self, ticket: Ticket, **options) -> Redactor:
+        """A redactor for ``ticket`` under these choices (``options``: ``hosts``, ``keep``)."""
+        return Redactor.for_ticket(ticket, phone_region=self.phone_region, keep_ip_addresses=self.keep_ip_addresses,
+                                   keep_hostnames=self.keep_hostnames, **options)
+
+
 def _looks_like_credential(value: str) -> bool:
     """True for values a person would choose as a secret, false for English words ("expired", "reset")."""
     return (any(c.isdigit() for c in value) or any(not c.isalnum() for c in value)

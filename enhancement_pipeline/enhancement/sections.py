@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from enhancement_pipeline.enhancement.grounding import ARTICLE_CITATION, TICKET_CITATION
+from enhancement_pipeline.enhancement.grounding import ARTICLE_CITATION, HEADING, SENTENCE_END, TICKET_CITATION
 from enhancement_pipeline.enhancement.injection import addresses_a_model
 from enhancement_pipeline.enhancement.prompts import MAX_NOTE_WORDS, SECTION_TITLES
 from enhancement_pipeline.enhancement.render import escape_markdown
@@ -20,12 +20,9 @@ from enhancement_pipeline.models import InventoryContext, KnowledgeContext, Simi
 
 SIMILAR, ARTICLES, SYSTEMS, STEPS = SECTION_TITLES
 SHORTENED = "*(shortened to stay within the note length limit)*"
-_ITEM = re.compile(r"^\s{0,3}(?:[-*+]|\d{1,3}[.)])\s+")
 # A line that may open a section: a level 1-3 heading, or a bold line that is nothing but a section's title.
-_HEADING = re.compile(r"^\s{0,3}(?:#{1,3}\s+(.+?)\s*#*\s*|\*\*([^*]+?):?\*\*:?)\s*$")
-_HASH_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
+_SECTION_LINE = re.compile(r"^\s{0,3}(?:#{1,3}\s+(.+?)\s*#*\s*|\*\*([^*]+?):?\*\*:?)\s*$")
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 # How a heading the model wrote is matched to a spec section: by whole words, so "Similar tickets" or
 # "KB articles" count; checked in this order. A bold line must be the title itself.
 _SECTION_WORDS = ((STEPS, ("next steps", "recommended", "recommendations", "actions")),
@@ -140,9 +137,9 @@ def arrange_sections(markdown: str, fallback: dict[str, list[str]], thin: set[st
     for line in markdown.splitlines():
         if _FENCE.match(line):
             in_fence = not in_fence
-        heading = None if in_fence else _HEADING.match(line)
+        heading = None if in_fence else _SECTION_LINE.match(line)
         title = _section_of(heading.group(1), heading.group(2)) if heading else None
-        if heading and (title is not None or _HASH_HEADING.match(line)):
+        if heading and (title is not None or HEADING.match(line)):
             # A spec heading opens its section; another level 1-3 heading opens a section the spec does not
             # have (dropped). Bold lines naming no section, and level-4 headings, are content.
             current = title
@@ -221,7 +218,7 @@ def _cap_blocks(markdown: str) -> list[_Block]:
         elif _FENCE.match(line):
             blocks.append(_Block(section, line, gap=gap))
             fence, gap = True, False
-        elif _HASH_HEADING.match(line):
+        elif HEADING.match(line):
             section += 1
             blocks.append(_Block(section, line, heading=True, gap=gap))
             gap = False
@@ -290,7 +287,7 @@ def _cut_words(blocks: list[_Block], over: int, count: Callable[[str], int]) -> 
 
 
 def _sentences(text: str) -> list[str]:
-    return _SENTENCE_END.split(text.strip())
+    return SENTENCE_END.split(text.strip())
 
 
 def first_sentences(text: str, max_chars: int = 320) -> str:

@@ -30,7 +30,7 @@ from enhancement_pipeline.enhancement.prompts import (
     build_messages,
     prompt_data,
 )
-from enhancement_pipeline.enhancement.redaction import Redactor
+from enhancement_pipeline.enhancement.redaction import Privacy, Redactor
 from enhancement_pipeline.enhancement.render import escape_markdown, footer, link_citations, markdown_to_safe_html
 from enhancement_pipeline.enhancement.sections import (
     Arranged,
@@ -46,15 +46,6 @@ from enhancement_pipeline.inventory.ip_addresses import extract_ips
 from enhancement_pipeline.models import InventoryContext, KnowledgeContext, Note, SimilarTicketsContext, Ticket
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Privacy:
-    """What may go to the model as it is (per tenant): IP addresses, hostnames; and the phone region."""
-
-    keep_ip_addresses: bool = True
-    keep_hostnames: bool = True
-    phone_region: str | None = "US"
 
 
 @dataclass(frozen=True)
@@ -77,11 +68,8 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
     ``Note.fallback_reason``. ``request_url(ticket_id)`` is a ticket's SDP page; ``cost_usd(prompt_tokens,
     completion_tokens)`` prices a completion.
     """
-    redactor = Redactor.for_ticket(
-        ticket, hosts=[s.hostname for s in inventory.items if s.hostname],
-        keep=[ticket.ticket_id, ticket.display_id or "", *(t.ticket_id for t in similar.items)],
-        phone_region=privacy.phone_region, keep_ip_addresses=privacy.keep_ip_addresses,
-        keep_hostnames=privacy.keep_hostnames)
+    redactor = privacy.redactor(ticket, hosts=[s.hostname for s in inventory.items if s.hostname],
+                                keep=[ticket.ticket_id, ticket.display_id or "", *(t.ticket_id for t in similar.items)])
     data = _redact(redactor, ticket, similar, knowledge, inventory)
     thin = thin_sections(similar, knowledge, inventory)
     fallback = deterministic_sections(data.ticket, data.similar, data.knowledge, data.inventory)

@@ -8,14 +8,13 @@ import json
 import dagster as dg
 import pytest
 
-from enhancement_pipeline.enhancement.job import enhance_ticket
 from enhancement_pipeline.enhancement.render import NOTE_MARKER
 from enhancement_pipeline.knowledge.client import KbEndpoint
-from enhancement_pipeline.local.datasets import IP_TICKET_ARTICLES, demo_split, history_months
-from enhancement_pipeline.local.sdp_simulator import Fault, seed_resolved_tickets
+from enhancement_pipeline.local.datasets import IP_TICKET_ARTICLES, demo_split
+from enhancement_pipeline.local.sdp_simulator import Fault
 from enhancement_pipeline.servicedesk.payloads import html_to_text
 from enhancement_pipeline_tests.conftest import TENANT, replace_resource
-from enhancement_pipeline_tests.helpers import history_defs, inventory_asset, materialize_range, open_ticket
+from enhancement_pipeline_tests.helpers import import_history, open_ticket, run_enhance
 
 
 @pytest.fixture
@@ -24,19 +23,12 @@ def world(db, sdp_state, resources, tenant):
     held-out tickets ready to open."""
     history, new = demo_split()
     history = history[:300]
-    ids = seed_resolved_tickets(sdp_state, history)
-    start, end = history_months(history)
-    result = materialize_range(history_defs(tenant), resources, start, end)
-    assert result.success
-    inv = dg.materialize([inventory_asset(tenant)], resources=resources)
-    assert inv.success
+    ids = import_history(sdp_state, resources, tenant, history)
     return {"history": history, "history_ids": ids, "new": new}
 
 
 def run_job(resources, ticket_id, instance=None):
-    return enhance_ticket.execute_in_process(
-        run_config={"ops": {"load_ticket": {"config": {"tenant_id": TENANT, "ticket_id": ticket_id}}}},
-        resources=resources, instance=instance or dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    return run_enhance(resources, TENANT, ticket_id, instance)
 
 
 def _output(result, op):
