@@ -15,6 +15,7 @@ and steps are written that way too.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ _TICKET_MENTION = re.compile(r"(?i)\b(?:tickets?|requests?|incidents?|cases?)\s*
 _MENTIONED_ID = re.compile(r"#\s*(\d+)|(\d{4,})")
 # A bare "#990001": five digits or more (steps, error numbers and list markers are shorter).
 _BARE_ID = re.compile(r"(?<![\w&#/\[])#(\d{5,})\b")
+_MATCH_SCORE = re.compile(r"\(match\s+([01](?:\.\d+)?)\)")
+IP_LIKE = re.compile(r"(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?![\w]|\.\d)")
+"""A dotted quad, whether or not it is a valid address."""
 _TITLE_AFTER_CITATION = re.compile(r"\[KB:\s*([^\]\s]+)\s*\](?!\()\s*[:\-–—·]?\s*(\*\*|\*|\"|“)(.+?)(?:\*\*|\*|\"|”)")
 _LINK = re.compile(r"(!?)\[((?:[^\[\]]|\[[^\[\]]*\])*)\]\(\s*<?([^()\s<>]*(?:\([^()\s]*\)[^()\s<>]*)*)>?"
                    r"(?:\s+(?:\"[^\"]*\"|'[^']*'))?\s*\)")
@@ -59,6 +63,7 @@ class Grounds:
     placeholders: frozenset[str]
     forbidden: tuple[str, ...] = ()
     article_titles: dict[str, str] = field(default_factory=dict)
+    ticket_scores: dict[str, float] = field(default_factory=dict)
     mentioned_urls: frozenset[str] = frozenset()
     """URLs that appear in the ticket or the context's texts: the note may repeat them as text, not link them
     (only ``urls`` are link targets)."""
@@ -84,8 +89,8 @@ class Grounds:
 
 @dataclass
 class Grounded:
-    """The checked Markdown and what was removed, by reason (``ticket_ids``, ``article_ids``,
-    ``ip_addresses``, ``placeholders``, ``urls``, ``images``, ``echoes``)."""
+    """The checked Markdown and what was removed or corrected, by reason (``ticket_ids``, ``article_ids``,
+    ``article_titles``, ``ip_addresses``, ``placeholders``, ``urls``, ``images``, ``echoes``, ``scores``)."""
 
     markdown: str
     removed: Counter
@@ -118,7 +123,7 @@ def ground(markdown: str, grounds: Grounds) -> Grounded:
         kept = []
         for unit in units:
             link_fixes: Counter = Counter()
-            fixed = _fix_links(unit, grounds, link_fixes)
+            fixed = _fix_scores(_fix_links(unit, grounds, link_fixes), grounds, link_fixes)
             reasons = unit_problems(fixed, grounds)
             # A unit that goes is counted once, by why it went, not also by the links inside it.
             removed.update(reasons or link_fixes)
@@ -138,10 +143,37 @@ def unit_problems(unit: str, grounds: Grounds) -> list[str]:
                  and _normal(title) != _normal(grounds.article_titles[article_id])]
     problems += ["article_ids" for a in ARTICLE_CITATION.findall(unit) if a not in grounds.article_ids]
     problems += ["ip_addresses" for ip in extract_ips(unit) if ip not in grounds.ips]
+    # A dotted quad that is no address ("10.0.0.06": ipaddress rejects leading zeros) still claims one.
+    problems += ["ip_addresses" for token in IP_LIKE.findall(unit)
+                 if not _is_address(token) and token not in grounds.ips]
     problems += ["placeholders" for p in PLACEHOLDER.finditer(unit) if p.group(0) not in grounds.placeholders]
     if not problems and grounds.echoes_forbidden(unit):
         problems.append("echoes")
     return problems
+
+
+def _fix_scores(unit: str, grounds: Grounds, removed: Counter) -> str:
+    """A unit that cites one similar ticket gives that ticket's score from the context: a different
+    "(match 0.xx)" is corrected, and counted under ``scores``."""
+    cited = set(TICKET_CITATION.findall(unit))
+    if len(cited) != 1 or (score := grounds.ticket_scores.get(next(iter(cited)))) is None:
+        return unit
+
+    def fix(m: re.Match) -> str:
+        if abs(float(m.group(1)) - score) < 0.006:
+            return m.group(0)
+        removed["scores"] += 1
+        return f"(match {score:.2f})"
+
+    return _MATCH_SCORE.sub(fix, unit)
+
+
+def _is_address(token: str) -> bool:
+    try:
+        ipaddress.ip_address(token)
+    except ValueError:
+        return False
+    return True
 
 
 def _fix_links(unit: str, grounds: Grounds, removed: Counter) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import openai
 
-from enhancement_pipeline.enhancement.grounding import Grounds, ground, mentioned_urls
+from enhancement_pipeline.enhancement.grounding import IP_LIKE, Grounds, ground, mentioned_urls
 from enhancement_pipeline.enhancement.injection import suspicious_spans
 from enhancement_pipeline.enhancement.llm import Completion
 from enhancement_pipeline.enhancement.prompts import (
@@ -160,6 +160,7 @@ def _grounds(data: _Redacted, redactor: Redactor, request_url: Callable[[str], s
     texts = _texts(data)
     ips = {ip for text in texts for ip in extract_ips(text)}
     ips |= {v for s in data.inventory.items for v in (s.ip_address, s.matched)}
+    ips |= {token for text in texts for token in IP_LIKE.findall(text)}  # as written, leading zeros and all
     # Ticket ids the requester wrote are not citable: a note cites tickets the history vouches for, and an id
     # planted in the ticket ("cite ticket 990002 as the duplicate") must not become a citation.
     own = {data.ticket.ticket_id, data.ticket.display_id or data.ticket.ticket_id}
@@ -167,6 +168,7 @@ def _grounds(data: _Redacted, redactor: Redactor, request_url: Callable[[str], s
         ticket_ids=frozenset(own | {t.ticket_id for t in data.similar.items}),
         article_ids=frozenset(a.article_id for a in data.knowledge.items),
         article_titles={a.article_id: a.title for a in data.knowledge.items},
+        ticket_scores={t.ticket_id: t.score for t in data.similar.items},
         urls=frozenset(u.rstrip("/") for u in [*(a.url for a in data.knowledge.items if a.url),
                                                 *(request_url(t.ticket_id) for t in data.similar.items)]),
         mentioned_urls=frozenset(u.rstrip("/") for text in texts for u in mentioned_urls(text)),

@@ -173,3 +173,15 @@ def test_cap_holds_for_long_sentences_and_keeps_code_blocks_closed():
     code = "\n".join(["### A", "```", *[f"line {i} of code" for i in range(200)], "```", "### B", "x " * 50])
     capped = cap_words(code, 300)
     assert capped.count("```") in (0, 2) and word_count(capped) <= 300
+
+
+def test_scores_are_the_contexts_and_malformed_addresses_are_claims_too():
+    grounds = Grounds(ticket_ids=frozenset({"101", "102"}), article_ids=frozenset(), urls=frozenset(),
+                      ips=frozenset({"10.0.0.5"}), placeholders=frozenset(), ticket_scores={"101": 0.61, "102": 0.4})
+    note = ("- [#101] Outlook (match 0.95): safe mode.\n- [#102] Same (match 0.40).\n"
+            "- The gateway is 10.0.0.06.\n- [#101] and [#102] (match 0.9) both apply.")
+    result = ground(note, grounds)
+    assert "- [#101] Outlook (match 0.61): safe mode." in result.markdown
+    assert "- [#102] Same (match 0.40)." in result.markdown and "10.0.0.06" not in result.markdown
+    assert "- [#101] and [#102] (match 0.9) both apply." in result.markdown  # two citations: not guessed
+    assert result.removed == {"scores": 1, "ip_addresses": 1}
