@@ -15,14 +15,13 @@ and steps are written that way too.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 from enhancement_pipeline.enhancement.injection import shingles, words
 from enhancement_pipeline.enhancement.redaction import PLACEHOLDER
-from enhancement_pipeline.inventory.ip_addresses import extract_ips
+from enhancement_pipeline.inventory.ip_addresses import extract_ips, is_ip_address
 
 TICKET_CITATION = re.compile(r"\[#\s*([A-Za-z0-9_-]+)\s*\]")
 ARTICLE_CITATION = re.compile(r"\[KB:\s*([^\]\s]+)\s*\]")
@@ -145,7 +144,7 @@ def unit_problems(unit: str, grounds: Grounds) -> list[str]:
     problems += ["ip_addresses" for ip in extract_ips(unit) if ip not in grounds.ips]
     # A dotted quad that is no address ("10.0.0.06": ipaddress rejects leading zeros) still claims one.
     problems += ["ip_addresses" for token in IP_LIKE.findall(unit)
-                 if not _is_address(token) and token not in grounds.ips]
+                 if not is_ip_address(token) and token not in grounds.ips]
     problems += ["placeholders" for p in PLACEHOLDER.finditer(unit) if p.group(0) not in grounds.placeholders]
     if not problems and grounds.echoes_forbidden(unit):
         problems.append("echoes")
@@ -166,14 +165,6 @@ def _fix_scores(unit: str, grounds: Grounds, removed: Counter) -> str:
         return f"(match {score:.2f})"
 
     return _MATCH_SCORE.sub(fix, unit)
-
-
-def _is_address(token: str) -> bool:
-    try:
-        ipaddress.ip_address(token)
-    except ValueError:
-        return False
-    return True
 
 
 def _fix_links(unit: str, grounds: Grounds, removed: Counter) -> str:

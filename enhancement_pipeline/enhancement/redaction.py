@@ -23,7 +23,6 @@ What is found, and by what:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -47,7 +46,7 @@ from detect_secrets.plugins.stripe import StripeDetector
 from detect_secrets.plugins.telegram_token import TelegramBotTokenDetector
 from detect_secrets.plugins.twilio import TwilioKeyDetector
 
-from enhancement_pipeline.inventory.ip_addresses import extract_ips
+from enhancement_pipeline.inventory.ip_addresses import extract_ips, is_ip_address
 from enhancement_pipeline.models import Ticket
 
 KINDS = ("SECRET", "EMAIL", "PHONE", "PERSON", "IP", "HOST")
@@ -177,8 +176,8 @@ class Redactor:
             for host in self._hosts:
                 text = re.sub(rf"(?i)(?<![\w.-]){re.escape(host)}(?![\w-])",
                               lambda _, v=host: self.placeholder("HOST", v), text)
-            text = _FQDN.sub(lambda m: m.group(0) if _is_ip(m.group(0)) else self.placeholder("HOST", m.group(0)),
-                             text)
+            text = _FQDN.sub(lambda m: m.group(0) if is_ip_address(m.group(0))
+                             else self.placeholder("HOST", m.group(0)), text)
         return text
 
     def scrub(self, text: str | None) -> str:
@@ -211,7 +210,7 @@ class Redactor:
         text = _sub_group(_URL_PASSWORD, text, lambda v: self.placeholder("SECRET", v))
         text = _sub_group(_BEARER, text, lambda v: self.placeholder("SECRET", v))
         return _sub_group(_KEYWORD, text, lambda v: self.placeholder("SECRET", v)
-                          if _looks_like_credential(v) and not _is_ip(v) else v)
+                          if _looks_like_credential(v) and not is_ip_address(v) else v)
 
     def _phones(self, text: str) -> str:
         found = []
@@ -261,11 +260,3 @@ def _sub_group(pattern: re.Pattern, text: str, replace) -> str:
         start, end = m.span(1)
         return m.group(0)[: start - m.start()] + replace(m.group(1)) + m.group(0)[end - m.start():]
     return pattern.sub(one, text)
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True

@@ -27,6 +27,15 @@ _V6 = re.compile(
 _VERSION_BEFORE = re.compile(r"(?i)(?:(?:version|\bbuild|\bver)\W{0,4}|[a-z]/)$")
 
 
+def is_ip_address(token: str) -> bool:
+    """True when ``token`` is exactly one IPv4 or IPv6 address (``ipaddress``'s grammar: no leading zeros)."""
+    try:
+        ipaddress.ip_address(token)
+    except ValueError:
+        return False
+    return True
+
+
 def extract_ips(text: str) -> list[str]:
     """Distinct IP addresses in ``text`` in order of first appearance, in canonical form.
 
