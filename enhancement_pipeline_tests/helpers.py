@@ -50,6 +50,12 @@ def import_history(sdp_state: SdpState, resources: dict, tenant: Tenant,
     return ids
 
 
+def step_metadata(result, step: str) -> dict:
+    """The metadata values ``step`` reported with its output in an in-process run's result."""
+    event = next(e for e in result.all_events if e.step_key == step and e.is_successful_output)
+    return {k: v.value for k, v in event.event_specific_data.metadata.items()}
+
+
 def run_enhance(resources: dict, tenant_id: str, ticket_id: str, instance: dg.DagsterInstance | None = None):
     """One ``enhance_ticket`` run for a ticket, as the sensor launches it (errors are returned, not raised)."""
     return enhance_ticket.execute_in_process(

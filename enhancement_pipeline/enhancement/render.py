@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 
 import nh3
 from markdown_it import MarkdownIt
@@ -27,18 +27,16 @@ _ALLOWED_TAGS = {"p", "br", "ul", "ol", "li", "strong", "em", "code", "pre", "h3
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False})
 
 
-def markdown_to_safe_html(markdown: str, allowed_urls: Collection[str] | None = None,
+def markdown_to_safe_html(markdown: str, allow_url: Callable[[str], bool] | None = None,
                           removed: Counter | None = None) -> str:
     """Markdown to HTML that keeps only the allow-listed tags and http(s) links (``rel=noopener noreferrer``).
 
-    With ``allowed_urls``, a link whose target is not one of them (compared without a trailing slash) keeps
-    its text and loses its target, whatever Markdown wrote it (inline, reference-style, autolink, relative or
+    With ``allow_url`` (``grounding.Grounds.known_url``), a link whose target it refuses keeps its text and
+    loses its target, whatever Markdown wrote it (inline, reference-style, autolink, relative or
     protocol-relative); each one is counted in ``removed["urls"]``. This is the last check before SDP.
     """
-    allowed = None if allowed_urls is None else {u.rstrip("/") for u in allowed_urls}
-
     def keep(element: str, attribute: str, value: str) -> str | None:
-        if element == "a" and attribute == "href" and allowed is not None and value.rstrip("/") not in allowed:
+        if element == "a" and attribute == "href" and allow_url is not None and not allow_url(value):
             if removed is not None:
                 removed["urls"] += 1
             return None

@@ -117,7 +117,7 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
                      count=lambda markdown: word_count(redactor.restore(markdown)))
     redacted = body + closing
     markdown = redactor.restore(redacted, transform=escape_markdown)
-    html = markdown_to_safe_html(markdown, allowed_urls=grounds.urls, removed=removed)
+    html = markdown_to_safe_html(markdown, allow_url=grounds.known_url, removed=removed)
     prompt_tokens, completion_tokens, attempts = usage
     return Note(
         tenant_id=ticket.tenant_id, ticket_id=ticket.ticket_id, markdown=markdown, html=html,

@@ -152,7 +152,7 @@ def test_only_context_urls_stay_links_however_markdown_writes_them():
     removed = Counter()
     md = ("[ok](https://kb.example/a/) [ref][g] <https://evil.example/a> [proto](//evil.example/p) [rel](/x)\n\n"
           "[g]: https&#58;//evil.example/steal")
-    html = markdown_to_safe_html(md, allowed_urls={"https://kb.example/a"}, removed=removed)
+    html = markdown_to_safe_html(md, allow_url=GROUNDS.known_url, removed=removed)
     assert 'href="https://kb.example/a/"' in html and "evil.example\"" not in html and 'href="/x"' not in html
     assert html.count("href=") == 1 and removed == {"urls": 4}
 

@@ -14,7 +14,7 @@ from enhancement_pipeline.local.datasets import IP_TICKET_ARTICLES, demo_split
 from enhancement_pipeline.local.sdp_simulator import Fault
 from enhancement_pipeline.servicedesk.payloads import html_to_text
 from enhancement_pipeline_tests.conftest import TENANT, replace_resource
-from enhancement_pipeline_tests.helpers import import_history, open_ticket, run_enhance
+from enhancement_pipeline_tests.helpers import import_history, open_ticket, run_enhance, step_metadata
 
 
 @pytest.fixture
@@ -143,15 +143,13 @@ def test_a_ticket_gets_at_most_one_note(world, sdp_state, resources, db):
     assert first.success and second.success
     assert len(sdp_state.notes[ticket_id]) == 1
     assert second.output_for_node("post_note") is None
-    post_events = [e for e in second.all_events if e.step_key == "post_note" and e.is_successful_output]
-    assert post_events[0].event_specific_data.metadata["status"].value == "already_posted"
+    assert step_metadata(second, "post_note")["status"] == "already_posted"
 
     # The ledger lost (say, restored from an old backup): the note on the ticket is found, not posted again.
     db.execute("DELETE FROM posted_notes WHERE ticket_id = %s", (ticket_id,))
     third = run_job(resources, ticket_id, instance)
     assert third.success and len(sdp_state.notes[ticket_id]) == 1
-    events = [e for e in third.all_events if e.step_key == "post_note" and e.is_successful_output]
-    assert events[0].event_specific_data.metadata["status"].value == "found_on_ticket"
+    assert step_metadata(third, "post_note")["status"] == "found_on_ticket"
 
 
 def test_posting_retries_a_rate_limited_post(world, sdp_state, resources, monkeypatch):

@@ -14,15 +14,10 @@ from enhancement_pipeline.enhancement.policy import TenantNotePolicy
 from enhancement_pipeline.enhancement.prompts import PROMPT_VERSION
 from enhancement_pipeline.local.datasets import demo_split
 from enhancement_pipeline_tests.conftest import TENANT, replace_resource
-from enhancement_pipeline_tests.helpers import import_history, open_ticket, run_enhance
+from enhancement_pipeline_tests.helpers import import_history, open_ticket, run_enhance, step_metadata
 
 MESSAGES = [{"role": "system", "content": "Be brief."},
             {"role": "user", "content": '<ticket>\n{}\n</ticket>\n<context>\n{"similar_tickets": []}\n</context>'}]
-
-
-def _metadata(result, step: str) -> dict:
-    event = next(e for e in result.all_events if e.step_key == step and e.is_successful_output)
-    return {k: v.value for k, v in event.event_specific_data.metadata.items()}
 
 
 @pytest.fixture
@@ -69,7 +64,7 @@ def test_token_use_and_cost_are_recorded_and_the_daily_budget_holds(world, sdp_s
     notes = replace_resource(resources["notes"], policies=[TenantNotePolicy(tenant_id=TENANT, daily_token_budget=500)])
     resources = {**resources, "notes": notes}
     first = run_enhance(resources, TENANT, open_ticket(sdp_state, world[4]))
-    meta = _metadata(first, "synthesize_note")
+    meta = step_metadata(first, "synthesize_note")
     tokens = meta["prompt_tokens"] + meta["completion_tokens"]
     assert meta["mode"] == "llm" and tokens > 500 and meta["tokens_used_today"] == tokens
     llm = resources["llm"]
@@ -77,7 +72,7 @@ def test_token_use_and_cost_are_recorded_and_the_daily_budget_holds(world, sdp_s
     assert meta["estimated_cost_usd"] == pytest.approx(expected / 1e6, abs=1e-6)
 
     second = run_enhance(resources, TENANT, open_ticket(sdp_state, world[5]))
-    meta = _metadata(second, "synthesize_note")
+    meta = step_metadata(second, "synthesize_note")
     assert meta["mode"] == "deterministic" and meta["fallback_reason"].startswith("daily token budget spent")
     assert len(llm_state.requests) == 1
     tomorrow = datetime.now(UTC) + timedelta(days=1)
@@ -91,8 +86,8 @@ def test_shadow_mode_runs_everything_and_posts_nothing(world, sdp_state, llm_sta
     assert result.success and llm_state.requests
     assert sdp_state.notes[ticket_id] == []
     assert db.execute("SELECT count(*) FROM posted_notes").fetchone() == (0,)
-    assert _metadata(result, "post_note")["status"] == "shadow"
-    kept = _metadata(result, "synthesize_note")
+    assert step_metadata(result, "post_note")["status"] == "shadow"
+    kept = step_metadata(result, "synthesize_note")
     assert kept["shadow"] is True and "### Similar resolved tickets" in kept["note"]
 
 
