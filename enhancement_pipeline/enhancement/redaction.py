@@ -132,12 +132,7 @@ class Redactor:
 
     def __post_init__(self) -> None:
         self.keep = frozenset(k for k in self.keep if k)
-        parts = set()
-        for name in (p.strip() for p in self.people if p and p.strip()):
-            parts.add(name)
-            parts.update(w for w in re.split(r"[\s,]+", name) if len(w) >= 3)
-        # Longest first, so "Dana Scully" becomes one placeholder rather than two.
-        self._people = parts
+        self._people = _with_parts(p for p in self.people if p)
         self._hosts = sorted({h for h in self.hosts if h}, key=len, reverse=True)
 
     @property
@@ -151,13 +146,14 @@ class Redactor:
         return frozenset(self._by_placeholder)
 
     def placeholder(self, kind: str, value: str) -> str:
-        """The stable placeholder of ``value`` (the same value of the same kind gets the same one)."""
-        key = (kind, value)
+        """The stable placeholder of ``value`` (the same value of the same kind gets the same one; a person is
+        one person whatever the case the name was written in, restored as first seen)."""
+        key = (kind, value.casefold() if kind == "PERSON" else value)
         if key not in self._by_value:
             self._counts[kind] += 1
             token = f"[{kind}_{self._counts[kind]}]"
             self._by_value[key] = token
-            self._by_placeholder[token] = key
+            self._by_placeholder[token] = (kind, value)
         return self._by_value[key]
 
     def redact(self, text: str | None) -> str:
@@ -231,18 +227,10 @@ class Redactor:
         # requester's and technician's; longest first, so "Dana Scully" becomes one placeholder, not two.
         cued = {self._cue_name(m.group(1)) for pattern in (_GREETING, _SIGN_OFF, _MY_NAME)
                 for m in pattern.finditer(text)} - {None}
-        # A full name's parts too ("Walter" after "Walter Skinner" signed); a single cued word stays alone.
-        cued |= {part for name in cued if " " in name for part in name.split() if len(part) >= 3}
-        for name in sorted({*self._people, *cued}, key=len, reverse=True):
-            text = re.sub(rf"(?i)(?<![\w\[]){re.escape(name)}(?!\w)", lambda _, n=name: self._person(n), text)
+        for name in sorted(self._people | _with_parts(cued), key=len, reverse=True):
+            text = re.sub(rf"(?i)(?<![\w\[]){re.escape(name)}(?!\w)",
+                          lambda _, n=name: self.placeholder("PERSON", n), text)
         return text
-
-    def _person(self, name: str) -> str:
-        """The placeholder of a person, one per person whatever the case it was written in."""
-        for (kind, value), token in self._by_value.items():
-            if kind == "PERSON" and value.lower() == name.lower():
-                return token
-        return self.placeholder("PERSON", name)
 
     @staticmethod
     def _cue_name(name: str) -> str | None:
@@ -252,6 +240,16 @@ class Redactor:
         if not words or words[0] in _NOT_NAMES:
             return None
         return " ".join(words)
+
+
+def _with_parts(names: Iterable[str]) -> set[str]:
+    """Each name, and each part of it of three letters or more ("Walter" of "Walter Skinner", "Scully" of
+    "Scully, Dana"): a person is often named by one part."""
+    found = set()
+    for name in (n.strip() for n in names if n.strip()):
+        found.add(name)
+        found.update(w for w in re.split(r"[\s,]+", name) if len(w) >= 3)
+    return found
 
 
 def _sub_group(pattern: re.Pattern, text: str, replace) -> str:
