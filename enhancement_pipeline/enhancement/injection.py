@@ -26,6 +26,7 @@ _CUES = re.compile(r"""(?imx)
   | \bpretend\s+(?:to\s+be|you|that\s+you)\b | \brole-?play\b | \bjailbreak | \bdeveloper\s+mode\b
   | \bdo\s+anything\s+now\b
   | </?\s*(?:system|assistant|user|instructions?|im_start|im_end|context|ticket)\b | <\|[a-z_]+\|>
+  | \bassistant\s*:\s*(?:include|add|write|say|print|reveal|ignore|post|send|output|append)\b
   | \[/?(?:INST|SYS|SYSTEM)\] | \#\#\#\s*(?:system|instruction) | ```\s*(?:system|assistant|instructions?)\b
   | \b(?:system|admin|developer)\s+override\b | \boverride\s*:
   | \b(?:reveal|print|repeat|output|show|leak|dump|tell\s+me)\b[^.\n]{0,30}?

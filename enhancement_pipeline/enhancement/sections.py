@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from enhancement_pipeline.enhancement.excerpts import resolution_excerpt
 from enhancement_pipeline.enhancement.grounding import ARTICLE_CITATION, HEADING, SENTENCE_END, TICKET_CITATION
 from enhancement_pipeline.enhancement.injection import addresses_a_model
 from enhancement_pipeline.enhancement.prompts import MAX_NOTE_WORDS, SECTION_TITLES
@@ -71,7 +72,7 @@ def deterministic_sections(ticket: Ticket, similar: SimilarTicketsContext, knowl
     out: dict[str, list[str]] = {}
     if similar.items:
         out[SIMILAR] = [f"- [#{t.ticket_id}] **{_quoted(t.subject, 'subject')}** (match {t.score:.2f}): "
-                        f"{_quoted(first_sentences(t.resolution), 'resolution')}" for t in similar.items]
+                        f"{_quoted(t.resolution, 'resolution', excerpt=resolution_excerpt)}" for t in similar.items]
     elif similar.error:
         out[SIMILAR] = [_failed(similar.error)]
     else:
@@ -290,16 +291,6 @@ def _sentences(text: str) -> list[str]:
     return SENTENCE_END.split(text.strip())
 
 
-def first_sentences(text: str, max_chars: int = 320) -> str:
-    """The opening sentences of ``text`` that fit ``max_chars`` (whitespace flattened)."""
-    flat = re.sub(r"\s+", " ", text).strip()
-    if len(flat) <= max_chars:
-        return flat
-    cut = flat[:max_chars]
-    end = max(cut.rfind(". "), cut.rfind("; "))
-    return (cut[: end + 1] if end > 80 else cut.rsplit(" ", 1)[0] + " …").strip()
-
-
 def _section_of(hash_heading: str | None, bold_line: str | None) -> str | None:
     """The spec section a heading names: a ``#`` heading by its words, a bold line only by the whole title."""
     text = " ".join(re.sub(r"[^a-z ]+", " ", (hash_heading or bold_line or "").lower()).split())
@@ -318,12 +309,13 @@ def _trim(lines: list[str]) -> list[str]:
     return lines
 
 
-def _quoted(text: str, what: str) -> str:
-    """``text`` as the note may quote it: as literal text (no Markdown of its own), and not at all when it
-    speaks to a model (the note would carry the order)."""
+def _quoted(text: str, what: str, excerpt: Callable[[str], str] | None = None) -> str:
+    """``text`` (or its ``excerpt``) as the note may quote it: as literal text (no Markdown of its own), and
+    not at all when the whole text speaks to a model (the note would carry the order). The whole text is
+    judged, not the excerpt: flattening lines can hide a cue that needs its line's end."""
     if addresses_a_model(text):
         return f"({what} not quoted: it contains text addressed to an AI model; read it on the ticket)"
-    return escape_markdown(text)
+    return escape_markdown(excerpt(text) if excerpt else text)
 
 
 def _failed(error: str) -> str:

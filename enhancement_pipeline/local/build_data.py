@@ -3,7 +3,8 @@
 Reads the real public data in ``../shared/data/`` (see its READMEs) and writes only what the licences let
 us redistribute, with attribution in ``local/data/ATTRIBUTION.md``:
 
-- ``ms_support_articles.jsonl.gz``: Microsoft support articles (CC BY 4.0), the fields the demo and the KB use;
+- ``ms_support_articles.jsonl.gz``: Microsoft support articles (CC BY 4.0), the fields the demo and the KB use,
+  symptoms, cause and resolution without docs-site boilerplate (``doc_cleanup``);
 - ``gnome_help_kb.jsonl.gz``: GNOME Help and System Administration Guide (CC BY-SA 3.0), unchanged;
 - ``tldr_kb.jsonl.gz``: tldr-pages, windows and linux platforms (CC BY 4.0);
 - ``system_inventory.csv``: a generated inventory (no public real one exists), built so that the real IP
@@ -25,6 +26,7 @@ import json
 import random
 from pathlib import Path
 
+from enhancement_pipeline.local.doc_cleanup import clean_article_markdown
 from enhancement_pipeline.settings import PACKAGED_DATA_DIR, PROJECT_ROOT
 
 MS_FIELDS = ("id", "product", "title", "h1", "summary", "sap_category", "symptoms", "cause", "resolution",
@@ -57,17 +59,20 @@ _PREFIX = {"Fabrikam Legal": "FAB", "Northwind Logistics": "NW", "Contoso Dental
            "Tailspin Clinics": "TS", "Woodgrove Accountants": "WG"}
 
 
-def _subset(source: Path, target: Path, fields: tuple[str, ...], keep=lambda row: True) -> int:
-    """Copy the rows of a .jsonl.gz that ``keep`` accepts, with only ``fields``; returns the row count."""
+def _subset(source: Path, target: Path, fields: tuple[str, ...], keep=lambda row: True,
+            clean: tuple[str, ...] = ()) -> int:
+    """Copy the rows of a .jsonl.gz that ``keep`` accepts, with only ``fields`` (those in ``clean`` without
+    documentation boilerplate, ``doc_cleanup``); returns the row count."""
     with gzip.open(source, "rt") as fh:
-        rows = [{k: row.get(k) for k in fields} for row in map(json.loads, fh) if keep(row)]
+        rows = [{k: clean_article_markdown(row.get(k)) if k in clean else row.get(k) for k in fields}
+                for row in map(json.loads, fh) if keep(row)]
     _write_jsonl(target, rows)
     return len(rows)
 
 
 def build_ms(shared: Path, out: Path) -> int:
     return _subset(shared / "kb-ms-office-support" / "ms_office_support_kb.jsonl.gz",
-                   out / "ms_support_articles.jsonl.gz", MS_FIELDS)
+                   out / "ms_support_articles.jsonl.gz", MS_FIELDS, clean=("symptoms", "cause", "resolution"))
 
 
 def build_tldr(shared: Path, out: Path) -> int:

@@ -59,7 +59,10 @@ def compose(context: dict[str, Any]) -> str:
     out = ["### Similar resolved tickets"]
     tickets = context.get("similar_tickets") or []
     for t in tickets[:3]:
-        fix = re.split(r"(?<=[.!?])\s", (t.get("resolution") or "").strip(), maxsplit=1)[0]
+        # Like a model, it skips headings (lines without a sentence's end) and writes the first sentence.
+        lines = [ln.strip(" -*") for ln in (t.get("resolution") or "").splitlines()]
+        fix = next((ln for ln in lines if re.search(r"[.!?:]$", ln)), (t.get("resolution") or "").strip())
+        fix = re.split(r"(?<=[.!?])\s", fix, maxsplit=1)[0]
         score = f" (match {t['score']:.2f})" if isinstance(t.get("score"), int | float) else ""
         out.append(f"- [#{t['ticket_id']}] {t['subject']}{score}: resolved by: {fix}")
     if not tickets:
