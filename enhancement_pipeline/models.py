@@ -61,6 +61,8 @@ class KbArticle(BaseModel):
     url: str | None = None
     summary: str = ""
     score: float = 0.0
+    # The project's own judgement (knowledge.relevance): cosine of the ticket to the title and summary.
+    relevance: float | None = None
 
 
 class SystemInfo(BaseModel):

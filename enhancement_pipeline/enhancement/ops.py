@@ -19,6 +19,7 @@ from enhancement_pipeline.history.search import find_similar, has_embeddings
 from enhancement_pipeline.inventory.ip_addresses import extract_ips
 from enhancement_pipeline.inventory.lookup import lookup_systems
 from enhancement_pipeline.knowledge.client import KnowledgeBaseResource
+from enhancement_pipeline.knowledge.relevance import KB_CANDIDATES, KB_FLOOR, relevances, shown_articles
 from enhancement_pipeline.models import (
     ContextSection,
     InventoryContext,
@@ -91,16 +92,25 @@ def similar_tickets(context: dg.OpExecutionContext, ticket: Ticket, postgres: Po
     return _degrade(context, SimilarTicketsContext, work)
 
 
-@dg.op(description="Knowledge-base articles for this ticket (KB search API, cached in Redis for an hour); the "
-                   "query is the ticket's text without personal data or secrets.")
+@dg.op(description="Knowledge-base articles for this ticket (KB search API, cached in Redis for an hour; the "
+                   "query is the ticket's text without personal data or secrets): the KB's first ten, judged "
+                   "against the ticket by sentence embeddings, at most three above the relevance floor.")
 def knowledge_articles(context: dg.OpExecutionContext, ticket: Ticket, kb: KnowledgeBaseResource,
                        notes: NotePolicyResource) -> KnowledgeContext:
     def work() -> KnowledgeContext:
         # The KB's search API sees the ticket's words, not its requester's data: a GET query lands in URLs and
         # access logs.
         query = notes.policy(ticket.tenant_id).privacy.redactor(ticket).scrub(ticket.text)
-        items, cached = kb.search(ticket.tenant_id, query)
-        context.add_output_metadata({"article_ids": ", ".join(a.article_id for a in items), "cache_hit": cached})
+        answers, cached = kb.search(ticket.tenant_id, query, limit=KB_CANDIDATES)
+        encoder = load_encoder()
+        # (The ticket's own text is judged, in this process: the floor needs no second call to anyone.)
+        scores = relevances(encoder, ticket.text, answers) if encoder is not None else None
+        items = shown_articles(answers, scores)
+        context.add_output_metadata({
+            "article_ids": ", ".join(a.article_id for a in items), "cache_hit": cached,
+            "kb_answers": len(answers), "below_floor": len(answers) - len(items) if scores is not None else 0,
+            "relevance_floor": KB_FLOOR if scores is not None else "off (no sentence encoder)",
+            "relevances": ", ".join(f"{s:.3f}" for s in scores or ())})
         return KnowledgeContext(items=items)
 
     return _degrade(context, KnowledgeContext, work)

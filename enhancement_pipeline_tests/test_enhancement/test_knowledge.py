@@ -34,3 +34,34 @@ def test_answers_are_cached_for_an_hour_per_tenant(resources, settings, db):
     keys = sorted(k.decode() for k in client.keys("kb:*"))
     assert [k.split(":")[1] for k in keys] == ["acme", "globex"]
     assert 3500 < client.ttl(keys[0]) <= 3600
+
+
+def test_answers_below_the_relevance_floor_are_not_shown():
+    """The KB's answers judged by the project's encoder: the article on the problem is kept, a command
+    reference that only shares a word is not, the KB's order stays, and at most three are shown."""
+    from enhancement_pipeline.history.embeddings import load_encoder
+    from enhancement_pipeline.knowledge.relevance import MAX_ARTICLES, relevances, shown_articles
+    from enhancement_pipeline.models import KbArticle
+
+    encoder = load_encoder()
+    ticket = ("Outlook keeps asking for my password\nSince this morning Outlook 2016 prompts for credentials "
+              "every few minutes when it connects to Exchange Online, even after I type the right password.")
+    on_topic = [KbArticle(article_id=f"ok{i}", title=t, summary=s) for i, (t, s) in enumerate([
+        ("Outlook continually prompts for password", "Outlook prompts for credentials repeatedly when it "
+         "connects to an Exchange Online mailbox."),
+        ("Outlook prompts for password after a password change", "Credential prompts in Outlook after the "
+         "user changes the password in Microsoft 365."),
+        ("Modern authentication fails in Outlook", "Outlook cannot sign in to Exchange Online and asks for "
+         "credentials again and again."),
+        ("Outlook password prompt with Autodiscover", "Authentication prompts in Outlook caused by "
+         "Autodiscover redirects to Exchange Online."),
+    ])]
+    off_topic = KbArticle(article_id="tldr-passwd", title="passwd command (linux)",
+                          summary="Change a user's password on a Linux system.")
+    answers = [on_topic[0], off_topic, *on_topic[1:]]
+    scores = relevances(encoder, ticket, answers)
+    shown = shown_articles(answers, scores)
+    assert [a.article_id for a in shown] == ["ok0", "ok1", "ok2"]  # KB order, the off-topic one gone, three
+    assert len(shown) == MAX_ARTICLES and all(a.relevance is not None for a in shown)
+    assert shown_articles(answers, None) == answers[:3]  # no encoder: the KB's first three, unjudged
+    assert shown_articles([], []) == []
