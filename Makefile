@@ -8,7 +8,7 @@ EXTRAS ?= dev
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install demo test ui migrate clean bench-quality bench-latency bench-notes
+.PHONY: install demo test ui migrate clean bench-quality bench-latency bench-notes bench-floors
 
 install: $(STAMP)
 
@@ -32,12 +32,12 @@ migrate: $(STAMP)
 
 # Retrieval quality on real data (Microsoft articles, Endava tickets from ../shared/data) against BM25.
 bench-quality:
-	$(MAKE) install EXTRAS=dev,embeddings,bench
+	$(MAKE) install EXTRAS=dev,embeddings-torch,bench
 	$(BIN)/python benchmarks/retrieval_quality.py
 
 # p50/p95 of the production similar-ticket query at 10k, 100k and 1M tickets.
 bench-latency:
-	$(MAKE) install EXTRAS=dev,embeddings,bench
+	$(MAKE) install EXTRAS=dev,bench
 	$(BIN)/python benchmarks/search_latency.py
 
 clean:
@@ -45,3 +45,7 @@ clean:
 
 bench-notes: $(STAMP)
 	$(BIN)/python benchmarks/note_checks.py
+
+# The similar-ticket and KB relevance floors, calibrated on related tickets against off-topic ones.
+bench-floors: $(STAMP)
+	$(BIN)/python benchmarks/floor_calibration.py

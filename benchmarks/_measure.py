@@ -23,6 +23,9 @@ def postgres_cpu_s(data_dir: Path) -> float:
 def migrated_postgres(prefix: str):
     """A fresh project PostgreSQL in a temporary folder with the schema migrated: ``(server, database url)``.
 
+    It is sized for this machine's memory as any project server is (``EmbeddedPostgres.memory_settings``;
+    ``EMBEDDED_POSTGRES_MEMORY=4GB`` sizes it for less).
+
     The caller stops it (``server.stop()``), in a ``finally``.
     """
     import tempfile

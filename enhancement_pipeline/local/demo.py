@@ -14,7 +14,9 @@
    team drops an inventory update; wait until ``resolved_ticket_sensor`` has them in ``ticket_history`` and
    the inventory sensor's run has loaded the update.
 
-Exit 1 unless every ticket got exactly one note and both sensors delivered.
+Exit 1 unless every ticket got exactly one note and both sensors delivered. Ctrl-C and SIGTERM stop everything
+the demo started (``run_demo``). ``ENHANCEMENT_DEMO_ROOT`` puts the demo's folder elsewhere than ``.local/demo``
+(it is wiped at every demo too).
 """
 
 import html
@@ -33,12 +35,20 @@ from pathlib import Path
 from enhancement_pipeline.local import kb_simulator, llm_simulator, sdp_simulator
 from enhancement_pipeline.local.datasets import IP_TICKET_ARTICLES, ArticleTicket, demo_split, history_months
 from enhancement_pipeline.local.http_server import BackgroundServer, serve_in_thread
-from enhancement_pipeline.local.services import EmbeddedPostgres, EmbeddedRedis, free_port
+from enhancement_pipeline.local.services import (
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    Stopped,
+    StopSignals,
+    free_port,
+    stop_process_groups,
+)
 from enhancement_pipeline.servicedesk.client import ServiceDeskClient
 from enhancement_pipeline.servicedesk.payloads import html_to_text
 from enhancement_pipeline.settings import PACKAGED_DATA_DIR, PROJECT_ROOT
 
-DEMO_ROOT = PROJECT_ROOT / ".local" / "demo"
+DEMO_ROOT = (Path(os.environ["ENHANCEMENT_DEMO_ROOT"]).resolve() if os.environ.get("ENHANCEMENT_DEMO_ROOT")
+             else PROJECT_ROOT / ".local" / "demo")
 SDP_KEY = "demo-sdp-technician-key"
 LLM_KEY = "demo-llm-key"
 TENANT = "demo_msp"
@@ -62,18 +72,9 @@ class Stack:
     processes: list[subprocess.Popen]
 
     def stop(self) -> None:
-        # Each process leads its own process group (start_new_session): signal the group, so the code server
-        # the daemon spawned goes too instead of outliving the demo.
-        for proc in self.processes:
-            _signal_group(proc, signal.SIGTERM)
-        for proc in self.processes:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                pass
-            # The daemon's code server ignores SIGTERM and outlives its parent: whatever of the group is
-            # left once the leader is gone (or would not go) is killed.
-            _signal_group(proc, signal.SIGKILL)
+        # Each process leads its own process group (start_new_session): the group is signalled, so the code
+        # server the daemon spawned (it ignores SIGTERM and outlives its parent) is killed with it.
+        stop_process_groups(self.processes)
         from enhancement_pipeline.storage.postgres import close_pools
 
         close_pools()
@@ -83,11 +84,9 @@ class Stack:
         self.postgres.stop()
 
 
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _shown(path: Path) -> Path:
+    """``path`` relative to the project when it is inside it (the default demo root), else as it is."""
+    return path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
 
 
 def _say(message: str) -> None:
@@ -166,21 +165,36 @@ def _wait(predicate, timeout_s: float, what: str, interval_s: float = 0.5) -> No
 
 
 def run_demo(ui: bool = False, n_new: int = 24, interval_s: float = 3.0) -> int:
-    """Run the demo; returns the process exit code (0 when every ticket got exactly one note)."""
+    """Run the demo; returns the process exit code (0 when every ticket got exactly one note).
+
+    Ctrl-C or SIGTERM stops every process and server the demo started, then raises ``Stopped`` (with the
+    signal's number); with ``ui``, one that ends the wait after the summary returns as usual instead. A
+    second signal during that cleanup is ignored.
+    """
+    from dagster import DagsterExecutionInterruptedError
+
     started = time.monotonic()
     # Dagster flags the single-run backfill policy (beta) and partitioned checks (preview) at every import;
     # the demo's reader needs the pipeline's story, not those notices.
     warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")
     history, new = demo_split(n_new=n_new)
-    _say(f"starting PostgreSQL, Redis and the SDP/KB/LLM simulators in {DEMO_ROOT.relative_to(PROJECT_ROOT)}")
-    stack, env = start_stack(history)
-    try:
-        os.environ.update(env)
-        prepare_dagster_home(Path(env["DAGSTER_HOME"]))
-        return _run(stack, env, history, new, ui, started, interval_s)
-    finally:
-        _say("stopping every process the demo started")
-        stack.stop()
+    with StopSignals() as stop:
+        _say(f"starting PostgreSQL, Redis and the SDP/KB/LLM simulators in {_shown(DEMO_ROOT)}")
+        # Stopped halfway through this, Postgres and Redis are stopped at exit (atexit); the simulators are
+        # threads of this process.
+        stack, env = start_stack(history)
+        try:
+            os.environ.update(env)
+            prepare_dagster_home(Path(env["DAGSTER_HOME"]))
+            return _run(stack, env, history, new, ui, started, interval_s)
+        except DagsterExecutionInterruptedError:
+            # The in-process backfill takes SIGINT and SIGTERM itself (Dagster treats both as an interrupt
+            # and does not say which); reported as the Ctrl-C it usually is.
+            raise Stopped(signal.SIGINT) from None
+        finally:
+            with stop.shield():
+                _say("stopping every process the demo started")
+                stack.stop()
 
 
 def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: float, interval_s: float) -> int:
@@ -355,18 +369,18 @@ def _report(instance, created, notes_for, ui_port, started, fresh: bool) -> int:
           f"runs tagged {PROMPT_VERSION_TAG}={PROMPT_VERSION}: {tagged}/{len(created)}")
     print()
     if failed:
-        print(f"{failed} enhance_ticket run(s) failed; see the Dagster UI or .local/demo/logs/daemon.log")
+        print(f"{failed} enhance_ticket run(s) failed; see the Dagster UI or {_shown(DEMO_ROOT / 'logs')}/daemon.log")
     if ui_port:
         print(f"Dagster UI with this demo's runs: http://127.0.0.1:{ui_port} (Ctrl-C to stop)")
     p50 = statistics.median(latencies) if latencies else float("nan")
     p95 = _percentile(latencies, 95)
-    print(f"demo took {time.monotonic() - started:.0f} s; logs in .local/demo/logs")
+    print(f"demo took {time.monotonic() - started:.0f} s; logs in {_shown(DEMO_ROOT / 'logs')}")
     print(f"enhanced {enhanced}/{len(created)} tickets, notes posted {posted_total}, p50 {p50:.1f} s, p95 {p95:.1f} s")
     ok = enhanced == len(created) and posted_total == len(created) and fresh
     if ui_port and ok:
         try:
             signal.pause()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (StopSignals): the end of the wait, not a failure
             pass
     return 0 if ok else 1
 

