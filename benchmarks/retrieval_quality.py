@@ -206,7 +206,8 @@ def evaluate(resource, tenant: str, label: str, methods: dict[str, Search], enco
         wanted = [m for m in methods_wanted if m in SEMANTIC_METHODS]
         if not wanted:
             break
-        say(f"{label}: embedded with {encoder.model_name} ({backend}) in {embed_tenant(resource, tenant, encoder):.1f} s")
+        seconds = embed_tenant(resource, tenant, encoder)
+        say(f"{label}: embedded with {encoder.model_name} ({backend}) in {seconds:.1f} s")
         for name in wanted:
             measure(f"{name}[{backend}]", production(resource, tenant, name, encoder))
     return results
