@@ -16,6 +16,14 @@ from enhancement_pipeline.servicedesk.sensors import build_resolved_ticket_senso
 from enhancement_pipeline_tests.conftest import SDP_KEY, TENANT
 
 NOW_MS = int(time.time() * 1000)
+
+
+@pytest.fixture(autouse=True)
+def _now_ms():
+    """``NOW_MS`` is each test's own start: the sensor's lookback counts from the tick's clock, and the whole
+    suite runs longer than a value read at import allows for."""
+    global NOW_MS
+    NOW_MS = int(time.time() * 1000)
 HOUR = 3600_000
 
 

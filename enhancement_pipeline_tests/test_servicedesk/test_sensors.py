@@ -18,6 +18,14 @@ from enhancement_pipeline_tests.conftest import TENANT
 NOW_MS = int(time.time() * 1000)
 
 
+@pytest.fixture(autouse=True)
+def _now_ms():
+    """``NOW_MS`` is each test's own start: the sensor's 15-minute lookback counts from the tick's clock, and the
+    whole suite runs longer than that (a value read at import made tests late in it fail)."""
+    global NOW_MS
+    NOW_MS = int(time.time() * 1000)
+
+
 @pytest.fixture
 def tick(resources, tenant):
     sensor = build_new_ticket_sensor(tenant)
