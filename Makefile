@@ -3,7 +3,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# Extras to install: `make install EXTRAS=dev,embeddings` adds hybrid search (PyTorch CPU, ~1.5 GB).
+# Extras to install: hybrid search is in the default install; `make install EXTRAS=dev,embeddings-torch` adds
+# its optional PyTorch backend (CPU build, ~1.5 GB).
 EXTRAS ?= dev
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
