@@ -4,10 +4,10 @@ What it measures: ``history.search.find_similar(conn, tenant, text, 5)`` on a po
 ``similar_tickets`` op calls it, wall time per call from the client (so it includes the query-terms lookup,
 the scoring query and the details query; loopback round trips included). Two methods:
 
-- ``lexical``: the production query without the ``embeddings`` extra;
-- ``hybrid``: the production query with it (lexical + pgvector HNSW + fusion). The query's embedding is
-  computed before the timer starts (one MiniLM encode costs ~14 ms of CPU on 2 cores, printed separately
-  when the extra is installed); it is the database side that grows with the table.
+- ``lexical``: the production query without a sentence encoder (``EMBEDDINGS_BACKEND=off``);
+- ``hybrid``: the default production query (lexical + pgvector HNSW + fusion). The query's embedding is
+  computed before the timer starts (one MiniLM encode, printed separately); it is the database side that
+  grows with the table.
 
 On what: the project's PostgreSQL (temporary folder) filled through ``history.store.merge_tickets`` with
 tickets generated from the shipped Microsoft support articles exactly as ``history_load.py`` does (subject =
