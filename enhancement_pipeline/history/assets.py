@@ -54,8 +54,11 @@ def build_ticket_history(tenant: Tenant) -> dg.AssetsDefinition:
                 # every ticket was deleted: keep what history has (count_matches_sdp will show the gap).
                 return HistoryLoad()
             with postgres.connection() as conn:
+                # A listing not shown complete (out of order, rows outside the month, a count that differs
+                # from SDP's) may have missed rows still in SDP: write what it listed, delete nothing.
                 return merge_tickets(conn, tenant_id, tickets, "bulk_import", window=(month.start, month.end),
-                                     listed_ids=listed_ids, fresh_since=month.listed_at)
+                                     listed_ids=listed_ids, fresh_since=month.listed_at,
+                                     delete_unlisted=month.complete)
 
         def progress(month: MonthImport) -> None:
             totals["months"] += 1
@@ -68,6 +71,14 @@ def build_ticket_history(tenant: Tenant) -> dg.AssetsDefinition:
                 f"{totals['written']} tickets in {elapsed:.1f} s ({totals['written'] / max(elapsed, 1e-9):.0f}/s)")
             for failure in month.failures[:5]:
                 context.log.warning(f"not imported: {failure}")
+            if not month.complete:
+                context.log.warning(
+                    f"{tenant_id} {month.start:%Y-%m}: SDP's listing could not be shown complete, so nothing "
+                    f"was deleted from the month ({month.untrusted} row(s) left out, SDP counts "
+                    f"{month.sdp_total}): {'; '.join(month.problems[:5])}")
+            if month.moved:
+                context.log.warning(f"{tenant_id} {month.start:%Y-%m}: {month.moved} listed ticket(s) were no "
+                                    "longer resolved when fetched; their rows were kept as they were")
             # An observation per month shows the backfill's progress on the asset's page while it runs.
             context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=month.partition_key,
                                                   metadata=_month_metadata(month)))
@@ -87,6 +98,7 @@ def build_ticket_history(tenant: Tenant) -> dg.AssetsDefinition:
         load = sum((m.load for m in months), HistoryLoad())
         failures = [f for m in months for f in m.failures]
         listed = sum(m.listed for m in months)
+        unproven = [m for m in months if not m.complete]
         metadata = {
             "tenant_id": tenant_id, "months": len(months), "listed": listed, "imported": load.written,
             "inserted": load.inserted, "updated": load.updated, "unchanged": load.unchanged, "deleted": load.deleted,
@@ -98,7 +110,14 @@ def build_ticket_history(tenant: Tenant) -> dg.AssetsDefinition:
             # None: the `embeddings` extra (or pgvector) is not installed, search is lexical only.
             "embedded": embedded if embedded is not None else dg.MetadataValue.text("off"),
             "by_month": dg.MetadataValue.md(_months_table(months)),
+            # Months whose listing was not shown complete: imported as listed, nothing deleted (re-run them).
+            "months_unproven": ", ".join(f"{m.start:%Y-%m}" for m in unproven) or "none",
+            "untrusted_rows": sum(m.untrusted for m in months),
+            "reopened_before_fetch": sum(m.moved for m in months),
         }
+        if unproven:
+            metadata["listing_problems"] = dg.MetadataValue.md("\n".join(
+                f"- {m.start:%Y-%m}: {problem}" for m in unproven for problem in m.problems[:5]))
         if failures:
             metadata["failures"] = dg.MetadataValue.md("\n".join(f"- {f}" for f in failures[:50]))
         if listed and len(failures) > MAX_FAILED_FRACTION * listed:
@@ -110,13 +129,20 @@ def build_ticket_history(tenant: Tenant) -> dg.AssetsDefinition:
 
 
 def _month_metadata(month: MonthImport) -> dict:
-    return {"listed": month.listed, "imported": month.load.written, "inserted": month.load.inserted,
-            "updated": month.load.updated, "deleted": month.load.deleted, "failed": len(month.failures),
-            "seconds": round(month.seconds, 2)}
+    metadata = {"listed": month.listed, "imported": month.load.written, "inserted": month.load.inserted,
+                "updated": month.load.updated, "deleted": month.load.deleted, "failed": len(month.failures),
+                "seconds": round(month.seconds, 2), "listing_complete": month.complete,
+                "sdp_total": month.sdp_total if month.sdp_total is not None else dg.MetadataValue.text("none"),
+                "untrusted_rows": month.untrusted}
+    if month.problems:
+        metadata["listing_problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in month.problems))
+    return metadata
 
 
 def _months_table(months: list[MonthImport]) -> str:
-    lines = ["| month | listed | imported | new | changed | removed | failed |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {m.start:%Y-%m} | {m.listed} | {m.load.written} | {m.load.inserted} | {m.load.updated} | "
-              f"{m.load.deleted} | {len(m.failures)} |" for m in months]
+    lines = ["| month | listed | SDP count | imported | new | changed | removed | failed | listing |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {m.start:%Y-%m} | {m.listed} | {m.sdp_total if m.sdp_total is not None else '-'} | "
+              f"{m.load.written} | {m.load.inserted} | {m.load.updated} | {m.load.deleted} | {len(m.failures)} | "
+              f"{'complete' if m.complete else 'unproven: nothing deleted'} |" for m in months]
     return "\n".join(lines)

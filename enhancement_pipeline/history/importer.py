@@ -5,6 +5,16 @@ its resolution (two calls a ticket) on a bounded thread pool, then hand the mont
 transaction). Listing runs ahead of fetching by at most ``MAX_PENDING_MONTHS`` months, so memory stays
 bounded however long the range is, and the listing of the next month overlaps the fetches of this one.
 
+The listing pages by keyset on ``created_time`` (documented as sortable, in every list row, never changed once
+set) with ``resolved_time`` in the month as a search criterion. Not on ``resolved_time``: the vendor's own
+client does not list it among the sortable fields, and an SDP that ignores the sort makes keyset paging skip
+rows. Not on ``last_updated_time``: SDP leaves it null on a request never updated after it was stored, and a
+criterion on it would drop such a request (one imported into SDP already resolved, say). Every listed row is
+checked here too (its ``resolved_time`` in the month, its status Resolved/Closed); a page not in
+``created_time`` order, a row out of the month or without those fields, or a count that differs from SDP's
+``total_count`` for the month makes the month's listing *unproven*: what was listed is imported, and nothing
+is deleted (``MonthImport.complete`` False, ``problems`` say why).
+
 One ticket that cannot be fetched or parsed is recorded as a failure and the import goes on; an SDP that
 cannot even list (after the client's retries) raises ``SdpError`` and the months already written stay
 written: a re-run is idempotent. No Dagster here: the asset wires it and reports progress.
@@ -34,15 +44,27 @@ from enhancement_pipeline.servicedesk.payloads import (
 from enhancement_pipeline.servicedesk.polling import StreamCursor, iter_since
 
 MAX_PENDING_MONTHS = 2
+LISTING_SORT_FIELD = "created_time"
+"""The field the history listing sorts and pages on (see the module docstring)."""
+MAX_PROBLEMS = 20
+"""Problems kept per month (the first ones; ``untrusted`` counts every untrusted row)."""
 
 WriteMonth = Callable[["MonthImport", list[Ticket], list[str]], HistoryLoad]
 """``write(month, tickets, listed_ids) -> HistoryLoad``: store one month (``month.start`` .. ``month.end``,
-end exclusive; ``month.listed_at``: when its listing began)."""
+end exclusive; ``month.listed_at``: when its listing began). Delete rows of the month SDP did not list only when
+``month.complete``: an unproven listing may have missed them."""
 
 
 @dataclass
 class MonthImport:
-    """What happened to one month: ids listed by SDP, tickets fetched and written, failures (``id: reason``)."""
+    """What happened to one month: ids listed by SDP, tickets fetched and written, failures (``id: reason``).
+
+    ``complete``: the listing was shown complete (in order, every row in the month, as many as SDP's
+    ``total_count``); when False, ``problems`` says why and the month's unlisted rows must not be deleted.
+    ``sdp_total``: SDP's ``total_count`` for the month after listing (None when SDP gave none).
+    ``untrusted``: rows SDP listed that were left out (outside the month, not resolved, missing fields).
+    ``moved``: tickets listed as resolved whose full record no longer is (reopened since): not written.
+    """
 
     start: datetime
     end: datetime
@@ -52,6 +74,11 @@ class MonthImport:
     failures: list[str] = field(default_factory=list)
     without_resolution: int = 0
     seconds: float = 0.0
+    complete: bool = True
+    problems: list[str] = field(default_factory=list)
+    sdp_total: int | None = None
+    untrusted: int = 0
+    moved: int = 0
 
     @property
     def partition_key(self) -> str:
@@ -124,7 +151,11 @@ def import_months(make_client: Callable[[], ServiceDeskClient], tenant_id: str,
         tickets: list[Ticket] = []
         for request_id, future in zip(item.ids, item.futures, strict=True):
             result = future.result()
-            if isinstance(result, Ticket):
+            if isinstance(result, Ticket) and (result.status not in RESOLVED_STATUSES or result.resolved_at is None):
+                # Reopened between listing and fetching: not history now, and a row without resolved_at would
+                # sit outside every month. Its id stays listed, so its existing row is kept until a re-run.
+                item.month.moved += 1
+            elif isinstance(result, Ticket):
                 tickets.append(result)
             else:
                 item.month.failures.append(f"{request_id}: {type(result).__name__}: {result}")
@@ -142,10 +173,11 @@ def import_months(make_client: Callable[[], ServiceDeskClient], tenant_id: str,
     try:
         for start, end in windows:
             item = _Pending(MonthImport(start, end), [], [], time.perf_counter())
-            for request_id in _listed_ids(lister, start, end):
+            for request_id in _listed_ids(lister, item.month):
                 item.ids.append(request_id)
                 item.futures.append(pool.submit(fetch, request_id))
             item.month.listed = len(item.ids)
+            _check_total(lister, item.month)
             pending.append(item)
             while pending and (len(pending) > MAX_PENDING_MONTHS or all(f.done() for f in pending[0].futures)):
                 finish(pending.popleft())
@@ -163,12 +195,103 @@ def import_months(make_client: Callable[[], ServiceDeskClient], tenant_id: str,
     return done
 
 
-def _listed_ids(client: ServiceDeskClient, start: datetime, end: datetime) -> Iterator[str]:
-    """Ids resolved in ``[start, end)``, by keyset paging on ``resolved_time`` (see ``polling``): offset paging
-    would skip a ticket whenever one before it is reopened mid-listing, and the merge would then delete it."""
-    cursor = StreamCursor(ms=datetime_to_millis(start))
-    before_end = {"field": "resolved_time", "condition": "lesser than", "value": str(datetime_to_millis(end))}
-    status = {"field": "status.name", "condition": "is", "values": sorted(RESOLVED_STATUSES)}
-    for request, _ in iter_since(client, "resolved_time", cursor, criteria=[before_end, status],
-                                 fields_required=["resolved_time"]):
-        yield request.id
+class _GuardedLister:
+    """``list_requests_page`` of a client, checking each page of a keyset listing on ``LISTING_SORT_FIELD``
+    before ``iter_since`` sees it: rows in ascending order and none before the page's lower bound (the first
+    criterion, ``>= ms``). ``iter_since`` silently skips a row behind its anchor, which is what a sort SDP did
+    not honour looks like from there; this is where it is noticed. Problems go to ``month.problems``."""
+
+    def __init__(self, client: ServiceDeskClient, month: MonthImport):
+        self.client, self.month = client, month
+
+    def list_requests_page(self, list_info: dict) -> tuple[list[dict], dict]:
+        rows, info = self.client.list_requests_page(list_info)
+        echoed = info.get("sort_field")
+        if echoed not in (None, LISTING_SORT_FIELD):
+            _problem(self.month, f"SDP answered a list sorted by {echoed!r}, not {LISTING_SORT_FIELD!r}")
+        try:  # iter_since's own lower bound comes first: {"field": ..., "condition": ">=", "value": ms}
+            bound: int | None = int(list_info["search_criteria"][0]["value"])
+        except (KeyError, IndexError, TypeError, ValueError):
+            bound = None
+        previous = None
+        for row in rows:
+            ms = _row_millis(row, LISTING_SORT_FIELD)
+            if ms is None:
+                continue  # reported (and left out) by the listing loop, through iter_since's on_malformed
+            if bound is not None and ms < bound:
+                _problem(self.month, f"row {row.get('id')!r}: {LISTING_SORT_FIELD} {ms} before the page's "
+                                     f"lower bound {bound}: SDP ignored the search criterion")
+            elif previous is not None and ms < previous:
+                _problem(self.month, f"row {row.get('id')!r}: {LISTING_SORT_FIELD} {ms} after {previous}: "
+                                     "SDP did not sort the page as asked")
+            previous = ms if previous is None else max(previous, ms)
+        return rows, info
+
+
+def _row_millis(row: object, name: str) -> int | None:
+    """A list row's datetime field (``{"value": "<ms>"}``, or a bare number) as epoch ms; None when it is
+    missing or not epoch ms."""
+    value = row.get(name) if isinstance(row, dict) else None
+    if isinstance(value, dict):
+        value = value.get("value")
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value) if isinstance(value, int | str) else None
+    except ValueError:
+        return None
+
+
+def _problem(month: MonthImport, text: str) -> None:
+    month.complete = False
+    if len(month.problems) < MAX_PROBLEMS:
+        month.problems.append(text)
+
+
+def _listed_ids(client: ServiceDeskClient, month: MonthImport) -> Iterator[str]:
+    """Ids of requests Resolved/Closed with ``resolved_time`` in ``[month.start, month.end)``, each once, by
+    keyset paging on ``created_time`` from 0 (a ticket may be created years before it is resolved). Keyset,
+    not offset paging: offset paging skips a row whenever one before it leaves the list (is reopened)
+    mid-listing, and the merge would then delete it.
+
+    A row is trusted only if its ``resolved_time`` (asked for in ``fields_required``) is in the month and its
+    status is Resolved/Closed; any other row is left out, counted in ``month.untrusted`` and makes the listing
+    unproven (``month.complete`` False), as does a page out of order (``_GuardedLister``). Raises ``SdpError``
+    when SDP fails to list after the client's retries.
+    """
+    start_ms, end_ms = datetime_to_millis(month.start), datetime_to_millis(month.end)
+    seen: set[str] = set()
+
+    def untrusted(row_id: object, why: str) -> None:
+        month.untrusted += 1
+        _problem(month, f"row {row_id!r} left out: {why}")
+
+    lister = _GuardedLister(client, month)
+    for request, _ in iter_since(lister, LISTING_SORT_FIELD, StreamCursor(ms=0),  # type: ignore[arg-type]
+                                 criteria=resolved_criteria(month.start, month.end),
+                                 fields_required=["resolved_time"],
+                                 on_malformed=lambda row, exc: untrusted(
+                                     row.get("id") if isinstance(row, dict) else None, str(exc))):
+        resolved_ms = int(request.resolved_time.value) if request.resolved_time else None
+        if resolved_ms is None:
+            untrusted(request.id, "no resolved_time in the row")
+        elif not start_ms <= resolved_ms < end_ms:
+            untrusted(request.id, f"resolved_time {resolved_ms} outside [{start_ms}, {end_ms})")
+        elif request.status_name not in RESOLVED_STATUSES:
+            untrusted(request.id, f"status {request.status_name!r}")
+        elif request.id not in seen:
+            seen.add(request.id)
+            yield request.id
+
+
+def _check_total(client: ServiceDeskClient, month: MonthImport) -> None:
+    """Compare the ids listed for ``month`` with SDP's ``total_count`` for the same criteria, asked right
+    after the listing; a difference (or no count) makes the listing unproven. A ticket resolved into the month
+    or reopened while it was listed differs too, which errs on the side of deleting nothing."""
+    try:
+        month.sdp_total = client.count_requests(resolved_criteria(month.start, month.end))
+    except SdpError as exc:
+        _problem(month, f"SDP gave no total_count to compare the listing with: {exc}")
+        return
+    if month.sdp_total != month.listed:
+        _problem(month, f"listed {month.listed} request(s), SDP counts {month.sdp_total}")

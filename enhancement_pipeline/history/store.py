@@ -1,9 +1,10 @@
 """Writing resolved tickets into ``ticket_history``: COPY into a staging table, then one merge statement.
 
 Two callers: the monthly backfill replaces a window (``window`` given: rows resolved in it that SDP no longer
-lists are deleted), and ``resolved_ticket_sensor`` upserts what changed (no window). A row whose content did
-not change keeps its ``source`` and ``ingested_at``, so re-running a backfill leaves the table identical,
-and provenance always names the import that last changed the row.
+lists are deleted, unless the listing could not be shown complete), and ``resolved_ticket_sensor`` upserts
+what changed (no window). A row whose content did not change keeps its ``source`` and ``ingested_at``, so
+re-running a backfill leaves the table identical, and provenance always names the import that last changed
+the row.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class HistoryLoad:
 
 def merge_tickets(conn: psycopg.Connection, tenant_id: str, tickets: Iterable[Ticket], source: Source, *,
                   window: tuple[datetime, datetime] | None = None, listed_ids: Sequence[str] = (),
-                  fresh_since: datetime | None = None) -> HistoryLoad:
+                  fresh_since: datetime | None = None, delete_unlisted: bool = True) -> HistoryLoad:
     """Merge ``tickets`` (all of ``tenant_id``) into ``ticket_history`` in one transaction.
 
     ``window`` ``(start, end)``, end exclusive: the tenant's rows resolved in it whose id is neither among
@@ -91,6 +92,8 @@ def merge_tickets(conn: psycopg.Connection, tenant_id: str, tickets: Iterable[Ti
     id SDP listed, including those whose fetch failed, so a failed fetch never deletes a row.
     ``fresh_since``: when the caller started reading SDP; rows written since (by the resolved-ticket sensor,
     which may have seen a newer state) are neither deleted nor overwritten.
+    ``delete_unlisted`` False: merge into the window but delete nothing (a listing that could not be shown
+    complete: the rows it did not list may still be in SDP).
     Raises ``ValueError`` for a ticket of another tenant (nothing is written).
     """
     seen: set[str] = set()
@@ -111,7 +114,8 @@ def merge_tickets(conn: psycopg.Connection, tenant_id: str, tickets: Iterable[Ti
             conn.execute("ANALYZE history_stage")  # so the window's delete plans a hash anti-join
         start, end = window or (None, None)
         inserted, updated, deleted = conn.execute(_MERGE, {
-            "tenant": tenant_id, "source": source, "window": window is not None, "start": start, "end": end,
+            "tenant": tenant_id, "source": source, "window": window is not None and delete_unlisted,
+            "start": start, "end": end,
             "fresh_since": fresh_since,
             # Listed but not fetched: small, so an array; the fetched ones are matched through the stage.
             "keep": sorted(set(listed_ids) - seen),

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+from pydantic import BaseModel, ValidationError
 
 from enhancement_pipeline.inventory.assets import inventory_asset_key
 from enhancement_pipeline.settings import Settings, get_settings
@@ -33,11 +34,52 @@ def folder_fingerprint(folder: Path, now: float | None = None,
     return hashlib.sha256("\n".join(parts).encode()).hexdigest(), [p.name for p in files]
 
 
+class FolderCursor(BaseModel):
+    """The inventory sensor's cursor: the folder state last seen and how many changes it has seen.
+
+    ``digest``: ``folder_fingerprint``'s digest of the last state acted on (None before the first tick).
+    ``changes``: how many times the folder's state has changed since ``started_ms``; it only ever grows, so
+    a folder that returns to an earlier state (a file dropped, then removed) gets a run key never used before.
+    ``started_ms``: epoch ms when this cursor was first made; part of the run key, so a cursor reset in the
+    UI (``changes`` from 0 again) cannot reuse an earlier run's key either.
+    """
+
+    digest: str | None = None
+    changes: int = 0
+    started_ms: int
+
+    @classmethod
+    def read(cls, raw: str | None, now_ms: int | None = None) -> "FolderCursor":
+        """The stored cursor; a fresh one for None; a bare digest (the cursor before ``changes`` existed) is
+        taken as that digest with no changes counted. Raises ``ValueError`` for anything else."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        if not raw:
+            return cls(started_ms=now_ms)
+        if not raw.lstrip().startswith("{"):
+            return cls(digest=raw, started_ms=now_ms)
+        try:
+            return cls.model_validate_json(raw)
+        except ValidationError as exc:
+            raise ValueError(f"unreadable inventory sensor cursor {raw!r}: reset it in the UI ({exc})") from exc
+
+    def changed_to(self, digest: str) -> "FolderCursor":
+        """The cursor after the folder was seen in state ``digest`` (a change only if it differs)."""
+        if digest == self.digest:
+            return self
+        return self.model_copy(update={"digest": digest, "changes": self.changes + 1})
+
+    def run_key(self, tenant_id: str) -> str:
+        """``<tenant>:inventory:<started_ms>.<changes>:<digest[:16]>``: unique per change, not per state."""
+        return f"{tenant_id}:inventory:{self.started_ms}.{self.changes}:{(self.digest or '')[:16]}"
+
+
 def build_inventory_sensor(tenant: Tenant, settings: Settings | None = None) -> dg.SensorDefinition:
     """Watches ``tenant.inventory_dir``; a new, changed or removed file launches one materialization.
 
-    The cursor is the digest of the folder's files (name, size, mtime); the run key is the tenant plus that
-    digest, so one state of the folder is loaded once, however many ticks see it.
+    The cursor is a ``FolderCursor``: the digest of the folder's files (name, size, mtime) and a count of the
+    changes seen. The run key names the change, not the state: one change is loaded once, however many ticks
+    see it, and every change is loaded, also one back to an earlier state (a file dropped, then removed).
+    An empty folder moves the cursor and launches nothing (the asset refuses to load an empty inventory).
     """
     if tenant.inventory_dir is None:
         raise ValueError(f"tenant {tenant.tenant_id} has no inventory_dir to watch")
@@ -55,14 +97,17 @@ def build_inventory_sensor(tenant: Tenant, settings: Settings | None = None) -> 
             return dg.SensorResult(skip_reason=dg.SkipReason(
                 f"a file in {folder} changed in the last {SETTLE_S:g} s; waiting for it to settle"))
         digest, names = fingerprint
-        if digest == context.cursor:
+        before = FolderCursor.read(context.cursor)
+        cursor = before.changed_to(digest)
+        if cursor is before:
             return dg.SensorResult(skip_reason=dg.SkipReason(f"no change in {folder}"))
         if not names:
             context.log.warning(f"{folder} holds no inventory files; system_inventory is left as it is")
-            return dg.SensorResult(skip_reason=dg.SkipReason(f"no inventory files in {folder}"), cursor=digest)
+            return dg.SensorResult(skip_reason=dg.SkipReason(f"no inventory files in {folder}"),
+                                   cursor=cursor.model_dump_json())
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=f"{tenant.tenant_id}:inventory:{digest[:16]}", asset_selection=[key],
+            run_requests=[dg.RunRequest(run_key=cursor.run_key(tenant.tenant_id), asset_selection=[key],
                                         tags={"tenant": tenant.tenant_id, "inventory_files": ", ".join(names)[:200]})],
-            cursor=digest)
+            cursor=cursor.model_dump_json())
 
     return inventory_file_sensor

@@ -50,6 +50,12 @@ _LIST_ROW_FIELDS = ("id", "display_id", "subject", "requester", "technician", "g
                     "created_time", "due_by_time", "is_service_request", "cancellation_requested",
                     "cancel_flag_comments", "has_notes", "has_draft")
 
+SORTABLE_FIELDS = frozenset({"created_time", "last_updated_time", "due_by_time", "subject", "id", "priority",
+                             "status"})
+"""The request fields ``list_info.sort_field`` may name: the list in ManageEngine's own client (the
+manageengine.sdp_cloud Ansible collection's ``sortable_fields`` for requests, reference §2.1). Any other field
+is refused (``_check_sort_field``)."""
+
 _CONDITIONS = {
     "is": "is", "=": "is", "eq": "is",
     "is not": "is not", "!=": "is not", "neq": "is not",
@@ -91,6 +97,10 @@ class Fault:
     retry_after: float | None = None
     html: bool = False
     delay_s: float = 0.0
+    takes_effect_after_s: float | None = None
+    """When set, the call is carried out (a note stored, say) this many seconds after it arrived, and the answer
+    (the fault's, or with ``status`` 200 the normal one) comes at ``delay_s``: an SDP that stores a POST but
+    answers after the client has given up."""
 
 
 @dataclass
@@ -110,6 +120,16 @@ class SdpState:
     calls: Counter = field(default_factory=Counter)
     latency_s: float = 0.0
     cache_lists: bool = False
+    list_quirks: set[str] = field(default_factory=set)
+    """Ways an SDP may not do what a list asks, to test the listing's guards with: ``"unsorted"`` (rows newest
+    id first, whatever ``sort_field`` says), ``"no_fields_required"`` (``fields_required`` adds no columns),
+    ``"no_search:<field>"`` (criteria on ``<field>`` are ignored). Empty: SDP as documented."""
+    notes_listed_without_description: bool = False
+    """List notes as some SDP builds do: no ``description``, a ``content_url`` to read the note by."""
+    note_wrapper: str = "note"
+    """``request_note``: an old on-prem build that takes only the old ``request_note`` input wrapper (refusing
+    ``note`` with 400/4012, field ``request_note``: the code an SDP sends for a missing mandatory field; the
+    exact wording of such a build's refusal is our assumption) and answers in it."""
     lock: threading.RLock = field(default_factory=threading.RLock)
     _next: int = 1
     _list_cache: dict[str, tuple[list[dict[str, Any]], list]] = field(default_factory=dict)
@@ -132,7 +152,10 @@ class SdpState:
             raise SimulatorError(400, 4001, f"status {status!r} does not exist", "status")
         rid, display_id = self.next_ids()
         created = created_millis if created_millis is not None else now_millis()
-        updated = max(created, resolved_millis or created)
+        # SDP leaves last_updated_time null until the request is first changed after it was stored (reference
+        # §3 shows it set on a request edited since; a never-edited one carries null like every unset
+        # datetime). A request stored with a resolved time was resolved after it was created: updated then.
+        updated = max(created, resolved_millis) if resolved_millis is not None else None
         record: dict[str, Any] = {
             "id": rid, "display_id": display_id, "subject": subject, "description": description,
             "status": _lookup(status, **_STATUSES[status]),
@@ -209,6 +232,27 @@ class SdpState:
             request["last_updated_time"] = sdp_datetime(millis)
             return self.resolutions[rid]
 
+    def set_raw_fields(self, rid: str, fields: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Store ``fields`` on request ``rid`` exactly as given, unvalidated, and remove the ``drop`` keys: the
+        record as an odd SDP build or integration can serve it (``created_time`` a bare number, ``status`` a plain
+        string, NUL bytes in the subject), in its full record and its list rows alike."""
+        with self.lock:
+            self._list_cache.clear()
+            request = self._get(rid)
+            request.update(fields)
+            for key in drop:
+                request.pop(key, None)
+            return request
+
+    def delete_request(self, rid: str) -> None:
+        """Delete request ``rid`` for good (a technician's "delete permanently"): later calls on it answer 404."""
+        with self.lock:
+            self._list_cache.clear()
+            self._get(rid)
+            del self.requests[rid]
+            self.notes.pop(rid, None)
+            self.resolutions.pop(rid, None)
+
     def _get(self, rid: str) -> dict[str, Any]:
         request = self.requests.get(rid)
         if request is None:
@@ -221,19 +265,22 @@ class SdpState:
         row_count = _int(list_info.get("row_count", 10), "row_count")
         row_count = max(1, min(row_count, 100))
         start_index = max(1, _int(list_info.get("start_index", 1), "start_index"))
-        sort_field = list_info.get("sort_field") or "created_time"
+        sort_field = _check_sort_field(list_info.get("sort_field") or "created_time")
         descending = str(list_info.get("sort_order", "asc")).lower() == "desc"
         criteria = list_info.get("search_criteria")
         if isinstance(criteria, dict):
             criteria = [criteria]
         fields = list_info.get("search_fields") or {}
         criteria = criteria or []
+        quirks = set(self.list_quirks)
+        if quirks:
+            criteria = [c for c in criteria if not isinstance(c, dict) or f"no_search:{c.get('field')}" not in quirks]
         # Like a database with an index on the sort field: a keyset page ("sort field >= x AND ...") reuses
         # the sorted list of the other conditions and only re-applies the range.
         only_and = all(str(c.get("logical_operator", "AND")).upper() == "AND" for c in criteria[1:])
         ranges = [c for c in criteria if c.get("field") == sort_field
                   and _CONDITIONS.get(str(c.get("condition")).lower()) in ("gt", "gte", "lt", "lte")]
-        if self.cache_lists and not descending and only_and and ranges:
+        if self.cache_lists and not descending and only_and and ranges and not quirks:
             rows, keys = self._sorted_rows(criteria=[c for c in criteria if c not in ranges], fields=fields,
                                            sort_field=sort_field, descending=False, with_keys=True)
             lo, hi = 0, len(rows)
@@ -247,8 +294,10 @@ class SdpState:
             rows = rows[lo:hi]
         else:
             rows = self._sorted_rows(criteria, fields, sort_field, descending)[0]
+        if "unsorted" in quirks:
+            rows = sorted(rows, key=lambda r: int(r["id"]), reverse=True)
         page = rows[start_index - 1:start_index - 1 + row_count]
-        extra = list(list_info.get("fields_required") or [])
+        extra = [] if "no_fields_required" in quirks else list(list_info.get("fields_required") or [])
         out = []
         for r in page:
             row = {k: r.get(k) for k in _LIST_ROW_FIELDS}
@@ -288,6 +337,20 @@ def seed_resolved_tickets(state: SdpState, tickets: list[ArticleTicket]) -> dict
                 resolved_millis=datetime_to_millis(t.resolved_at), resolution_html=t.resolution_html,
                 category=t.category)["id"]
             for t in tickets}
+
+
+def _check_sort_field(name: Any) -> str:
+    """``name`` if requests may be sorted by it; otherwise the refusal SDP answers an invalid input value with.
+
+    How sure: the refusal itself is what the vendor's own client guards against (it rejects any other
+    sort_field before sending), but no captured SDP answer to an unsortable sort_field was found. HTTP 400
+    with the outer code 4000 and a message of code 4001 ("Id or Name given in input does not exist or not in
+    use or user cannot set the value", reference §6.1) naming ``field: sort_field`` is the documented shape of
+    an invalid input value (§6.2); the exact code and message text are a judgment, not an observation.
+    """
+    if not isinstance(name, str) or name not in SORTABLE_FIELDS:
+        raise SimulatorError(400, 4001, f"sort_field {name!r} is not a sortable field", "sort_field")
+    return name
 
 
 def _lookup(name: str, **extra: Any) -> dict[str, Any]:
@@ -441,6 +504,15 @@ def create_app(state: SdpState) -> Starlette:
             import asyncio
             await asyncio.sleep(state.latency_s)
         fault = fault_for(signature)
+        if fault is not None and fault.takes_effect_after_s is not None:
+            import asyncio
+            await request.body()  # received in full at once, as a real server would; carried out later
+            await asyncio.sleep(fault.takes_effect_after_s)
+            answer = await serve(request, path)
+            await asyncio.sleep(max(0.0, fault.delay_s - fault.takes_effect_after_s))
+            if fault.status == 200:
+                return answer
+            fault = Fault(match=fault.match, status=fault.status, sdp_code=fault.sdp_code, html=fault.html)
         if fault is not None:
             if fault.delay_s:
                 import asyncio
@@ -454,6 +526,9 @@ def create_app(state: SdpState) -> Starlette:
                                         "messages": [{"status_code": code, "type": "failed",
                                                       "message": "simulated fault"}]}}
             return JSONResponse(body, status_code=fault.status, headers=headers)
+        return await serve(request, path)
+
+    async def serve(request: Request, path: str) -> Response:
         if not authorised(request):
             return _envelope_error(SimulatorError(401, 4022, "Invalid API key"))
         try:
@@ -501,13 +576,28 @@ def create_app(state: SdpState) -> Starlette:
                 with state.lock:
                     notes = list(state.notes.get(rid) if rid in state.requests else state._get(rid))
                 page = notes[start - 1:start - 1 + count]
+                if state.notes_listed_without_description:
+                    page = [{k: v for k, v in n.items() if k != "description"}
+                            | {"content_url": f"/requests/{rid}/notes/{n['id']}"} for n in page]
                 info = {"has_more_rows": start - 1 + count < len(notes), "start_index": start, "row_count": len(page)}
                 return _ok({"notes": page, "list_info": info}, as_list=True)
             if len(parts) == 3 and method == "POST":
-                note = data.get("note") or data.get("request_note")
-                if not isinstance(note, dict):
-                    raise SimulatorError(400, 4012, "note is mandatory", "note")
-                return _ok({"note": state.add_note(rid, note)})
+                if state.note_wrapper == "request_note":
+                    note = data.get("request_note")
+                    if not isinstance(note, dict):
+                        raise SimulatorError(400, 4012, "Mandatory field missing", "request_note")
+                else:
+                    note = data.get("note") or data.get("request_note")
+                    if not isinstance(note, dict):
+                        raise SimulatorError(400, 4012, "note is mandatory", "note")
+                return _ok({state.note_wrapper: state.add_note(rid, note)})
+            if len(parts) == 4 and method == "GET":
+                with state.lock:
+                    notes = list(state.notes.get(rid) if rid in state.requests else state._get(rid))
+                stored = next((n for n in notes if n["id"] == parts[3]), None)
+                if stored is None:
+                    raise SimulatorError(404, 4007, f"no note {parts[3]} on request {rid}")
+                return _ok({state.note_wrapper: dict(stored)})
         elif parts[2] == "resolutions" and len(parts) == 3:
             if method == "GET":
                 with state.lock:

@@ -153,3 +153,67 @@ def test_the_sensor_materializes_once_per_state_of_the_folder(tmp_path, db, reso
     age(path, 30)
     changed = tick(first.cursor)
     assert changed.run_requests[0].run_key != request.run_key
+
+
+def test_the_sensor_loads_a_folder_that_returns_to_an_earlier_state(tmp_path, db, resources, tenant):
+    """A file dropped, loaded, then removed: the folder is back in its first state, whose run key a digest-only
+    key would have used already (the daemon skips a run key it has seen). The removal must load."""
+    import os
+    import time
+
+    from enhancement_pipeline.inventory.sensors import build_inventory_sensor
+
+    folder = folder_tenant(tenant, tmp_path)
+    sensor = build_inventory_sensor(folder)
+    instance = dg.DagsterInstance.ephemeral()
+
+    def settled(path):
+        stamp = time.time() - 60
+        os.utime(path, (stamp, stamp))
+
+    def tick_and_launch(cursor):
+        """One tick, and its run requests launched as the daemon does: a run key already used is skipped."""
+        result = sensor(dg.build_sensor_context(cursor=cursor, instance=instance))
+        launched = []
+        for request in result.run_requests or []:
+            if instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": request.run_key})):
+                continue
+            run = dg.materialize([inventory_asset(folder)], resources=resources, instance=instance,
+                                 tags={**request.tags, "dagster/run_key": request.run_key})
+            assert run.success
+            launched.append(request.run_key)
+        return result.cursor, launched
+
+    def hosts():
+        return sorted(r[0] for r in db.execute("SELECT host(ip_address) FROM system_inventory WHERE tenant_id = %s",
+                                               (TENANT,)))
+
+    (tmp_path / "a.csv").write_text("ip_address,hostname\n10.5.0.1,A\n")
+    settled(tmp_path / "a.csv")
+    cursor, first = tick_and_launch(None)
+    assert len(first) == 1 and hosts() == ["10.5.0.1"]
+
+    (tmp_path / "b.csv").write_text("ip_address,hostname\n10.5.0.2,B\n")
+    settled(tmp_path / "b.csv")
+    cursor, dropped = tick_and_launch(cursor)
+    assert len(dropped) == 1 and hosts() == ["10.5.0.1", "10.5.0.2"]
+
+    (tmp_path / "b.csv").unlink()  # the folder is exactly as it was at the first load
+    cursor, removed = tick_and_launch(cursor)
+    assert len(removed) == 1 and removed[0] not in first + dropped
+    assert hosts() == ["10.5.0.1"]
+    assert tick_and_launch(cursor)[1] == []  # and that state is loaded once, however many ticks see it
+    assert len(instance.get_runs()) == 3
+
+
+def test_the_inventory_cursor_reads_the_bare_digest_it_used_to_store():
+    from enhancement_pipeline.inventory.sensors import FolderCursor
+
+    old = FolderCursor.read("ab" * 32, now_ms=5)
+    assert (old.digest, old.changes, old.started_ms) == ("ab" * 32, 0, 5)
+    assert old.changed_to("ab" * 32) is old
+    moved = old.changed_to("cd" * 32)
+    assert moved.changes == 1 and FolderCursor.read(moved.model_dump_json()) == moved
+    assert moved.run_key("acme") == f"acme:inventory:5.1:{'cd' * 8}"
+    with pytest.raises(ValueError, match="unreadable inventory sensor cursor"):
+        FolderCursor.read('{"digest": 3}')

@@ -136,11 +136,11 @@ def test_the_simulators_indexed_lists_answer_what_its_plain_lists_answer():
             state.add_request(subject=f"s{i}", status=draw.choice(["Resolved", "Closed", "Open"]),
                               created_millis=ms - 10, resolved_millis=ms)
     for anchor in (0, 1_700_000_100_000, 1_700_000_400_000):
-        criteria = [{"field": "resolved_time", "condition": "greater or equal", "value": str(anchor)},
-                    {"field": "resolved_time", "condition": "lesser than", "value": "1700000200000"},
+        criteria = [{"field": "created_time", "condition": "greater or equal", "value": str(anchor)},
+                    {"field": "created_time", "condition": "lesser than", "value": "1700000200000"},
                     {"field": "status.name", "condition": "is", "values": ["Closed", "Resolved"]}]
         for start in (1, 101, 901):
-            list_info = {"row_count": 100, "start_index": start, "sort_field": "resolved_time",
+            list_info = {"row_count": 100, "start_index": start, "sort_field": "created_time",
                          "search_criteria": criteria, "get_total_count": True}
             rows_i, info_i = indexed.list_requests(dict(list_info))
             rows_p, info_p = plain.list_requests(dict(list_info))
