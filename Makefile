@@ -9,7 +9,7 @@ EXTRAS ?= dev
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install demo test ui migrate clean bench-quality bench-latency bench-notes bench-floors
+.PHONY: install demo test ui migrate clean bench-quality bench-latency bench-notes bench-floors faults
 
 install: $(STAMP)
 
@@ -50,3 +50,8 @@ bench-notes: $(STAMP)
 # The similar-ticket and KB relevance floors, calibrated on related tickets against off-topic ones.
 bench-floors: $(STAMP)
 	$(BIN)/python benchmarks/floor_calibration.py
+
+# The fault matrix (issue 12): tickets opened while SDP, the LLM, Redis, Postgres, the daemon or run workers fail;
+# one row per scenario (exactly once, missing, duplicates, stuck, seconds to drain). An hour or more.
+faults: $(STAMP)
+	$(BIN)/python benchmarks/faults.py

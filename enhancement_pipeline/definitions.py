@@ -11,16 +11,18 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from enhancement_pipeline.delivery.sensors import build_delivery_sweep
 from enhancement_pipeline.enhancement.job import enhance_ticket
 from enhancement_pipeline.enhancement.llm import LlmResource
 from enhancement_pipeline.enhancement.policy import NotePolicyResource, TenantNotePolicy
+from enhancement_pipeline.enhancement.sensors import build_new_ticket_sensor
 from enhancement_pipeline.history.assets import build_ticket_history
 from enhancement_pipeline.history.checks import build_history_checks
+from enhancement_pipeline.history.sync import build_resolved_ticket_sensor, build_sync_job
 from enhancement_pipeline.inventory.assets import build_system_inventory
 from enhancement_pipeline.inventory.sensors import build_inventory_sensor
 from enhancement_pipeline.knowledge.client import KbEndpoint, KnowledgeBaseResource
 from enhancement_pipeline.servicedesk.resource import SdpEndpoint, ServiceDeskResource
-from enhancement_pipeline.servicedesk.sensors import build_new_ticket_sensor, build_resolved_ticket_sensor
 from enhancement_pipeline.settings import Settings, get_settings
 from enhancement_pipeline.storage.cache import RedisCacheResource
 from enhancement_pipeline.storage.postgres import PostgresResource
@@ -53,14 +55,16 @@ def build_definitions(settings: Settings, tenants: Sequence[Tenant] | None = Non
     """Assets, checks, sensors and resources for every tenant."""
     tenants = tenants_for(settings) if tenants is None else tenants
     assets, checks, sensors = [], [], []
+    sync_job = build_sync_job(list(tenants))
     for tenant in tenants:
         history = build_ticket_history(tenant)
         assets += [history, build_system_inventory(tenant)]
         checks += build_history_checks(tenant)
-        sensors += [build_new_ticket_sensor(tenant, settings), build_resolved_ticket_sensor(tenant, settings)]
+        sensors += [build_new_ticket_sensor(tenant, settings), build_resolved_ticket_sensor(tenant, sync_job, settings),
+                    build_delivery_sweep(tenant, settings)]
         if tenant.inventory_dir is not None:
             sensors.append(build_inventory_sensor(tenant, settings))
-    return dg.Definitions(assets=assets, asset_checks=checks, jobs=[enhance_ticket], sensors=sensors,
+    return dg.Definitions(assets=assets, asset_checks=checks, jobs=[enhance_ticket, sync_job], sensors=sensors,
                           resources=build_resources(settings, tenants))
 
 

@@ -15,8 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 class Ticket(BaseModel):
     """A ServiceDesk Plus request as the pipeline sees it (from ``GET /api/v3/requests/{id}``).
 
-    ``description`` is plain text (SDP sends HTML; see ``servicedesk.payloads.html_to_text``).
-    Times are timezone-aware UTC datetimes converted from SDP's epoch-millisecond strings.
+    ``description`` is plain text (SDP sends HTML; see ``servicedesk.payloads.html_to_text``), without control
+    characters, and at most ``servicedesk.payloads.MAX_DESCRIPTION_CHARS`` long (``description_cut`` says it
+    was cut; ``description_chars`` is the length SDP sent). Times are timezone-aware UTC datetimes converted
+    from SDP's epoch-millisecond strings.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -26,6 +28,10 @@ class Ticket(BaseModel):
     display_id: str | None = None
     subject: str
     description: str = ""
+    description_chars: int | None = Field(default=None, description="Characters of the description as SDP sent "
+                                          "it (HTML and all); None when not counted.")
+    description_cut: bool = Field(default=False, description="Whether description is the start of a longer one, "
+                                  "cut to MAX_DESCRIPTION_CHARS.")
     status: str | None = None
     requester: str | None = None
     technician: str | None = None

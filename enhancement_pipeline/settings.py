@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     new_ticket_lookback_minutes: int = Field(
         15, ge=0, description="On its first tick the sensor also enhances tickets created this long ago."
     )
+    delivery_sweep_interval_s: int = Field(300, ge=1, description="How often delivery_sweep looks for tickets "
+                                                                    "that still have no note (seconds).")
+    delivery_sweep_lookback_hours: int = Field(24, ge=1, description="Tickets created this long ago are swept.")
+    delivery_sweep_min_age_minutes: float = Field(
+        10, ge=0, description="A ticket younger than this is left to the new-ticket sensor's run and its retries.")
+    delivery_sweep_retry_wait_minutes: float = Field(
+        10, ge=0, description="After a ticket's run ended without a note, the sweep waits this long to try again.")
 
 
 @lru_cache(maxsize=1)

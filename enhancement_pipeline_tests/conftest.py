@@ -163,6 +163,8 @@ def db(database_url: str, redis_server: EmbeddedRedis, sdp_state: sdp_simulator.
             sdp_state.resolutions.clear()
             sdp_state.faults.clear()
             sdp_state.calls.clear()
+            sdp_state.notes_listed_without_description = False
+            sdp_state.note_wrapper = "note"
         with llm_state.lock:
             llm_state.requests.clear()
             llm_state.responses.clear()

@@ -54,11 +54,14 @@ def test_each_tenant_of_the_file_gets_its_assets_checks_and_sensors(tmp_path):
         for c in ("one_row_per_ticket", "resolution_present", "count_matches_sdp")} | {
         (t, "no_rejected_rows") for t in ("contoso", "fabrikam")}
     sensors = {s.name: s for s in defs.sensors}
-    # One pair of SDP sensors per tenant; an inventory sensor where the tenant has an inventory folder.
+    # Three SDP sensors per tenant; an inventory sensor where the tenant has an inventory folder.
     assert set(sensors) == {"contoso__new_ticket_sensor", "contoso__resolved_ticket_sensor",
-                            "contoso__inventory_file_sensor", "fabrikam__new_ticket_sensor",
-                            "fabrikam__resolved_ticket_sensor"}
+                            "contoso__delivery_sweep", "contoso__inventory_file_sensor",
+                            "fabrikam__new_ticket_sensor", "fabrikam__resolved_ticket_sensor",
+                            "fabrikam__delivery_sweep"}
     assert sensors["contoso__new_ticket_sensor"].job_name == "enhance_ticket"
+    assert sensors["contoso__delivery_sweep"].job_name == "enhance_ticket"
+    assert sensors["fabrikam__resolved_ticket_sensor"].job_name == "sync_resolved_tickets"
     assert sensors["fabrikam__resolved_ticket_sensor"].minimum_interval_seconds == 45  # the settings given
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
     sdp = defs.resources["sdp"]

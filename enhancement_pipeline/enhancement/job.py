@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from enhancement_pipeline.delivery.failures import MAX_RUNTIME_S, RUN_MAX_RETRIES
 from enhancement_pipeline.enhancement.ops import (
     inventory_lookup,
     knowledge_articles,
@@ -18,7 +19,10 @@ version that wrote the note, so runs can be filtered by it in the UI."""
 
 
 # In-process executor: a process per step costs seconds per op on a small machine, and the lookups are short.
-@dg.job(executor_def=dg.in_process_executor, tags={PROMPT_VERSION_TAG: PROMPT_VERSION},
+# dagster/max_retries and dagster/max_runtime: runs that recover (delivery/failures.py, dagster.yaml).
+@dg.job(executor_def=dg.in_process_executor,
+        tags={PROMPT_VERSION_TAG: PROMPT_VERSION, "dagster/max_retries": str(RUN_MAX_RETRIES),
+              "dagster/max_runtime": str(MAX_RUNTIME_S)},
         description="Load a new ticket, gather similar tickets, KB articles and inventory, write and post a note.")
 def enhance_ticket() -> None:
     ticket = load_ticket()

@@ -10,9 +10,10 @@ from typing import TypeVar
 
 import dagster as dg
 
+from enhancement_pipeline.delivery.failures import SDP_RETRY_POLICY, failing_for_good
+from enhancement_pipeline.delivery.posting import post_note_once
 from enhancement_pipeline.enhancement.llm import LlmResource
 from enhancement_pipeline.enhancement.policy import NotePolicyResource
-from enhancement_pipeline.enhancement.posting import post_note_once
 from enhancement_pipeline.enhancement.synthesis import synthesize
 from enhancement_pipeline.history.embeddings import load_encoder
 from enhancement_pipeline.history.search import find_similar, has_embeddings
@@ -42,19 +43,29 @@ class TicketConfig(dg.Config):
     ticket_id: str
 
 
-@dg.op(description="Fetch the full request from ServiceDesk Plus (GET /api/v3/requests/{id}).")
+@dg.op(description="Fetch the full request from ServiceDesk Plus (GET /api/v3/requests/{id}); transient SDP "
+                   "failures are retried with backoff, a deleted ticket or a refused key fails at once.",
+       retry_policy=SDP_RETRY_POLICY)
 def load_ticket(context: dg.OpExecutionContext, config: TicketConfig, sdp: ServiceDeskResource,
                 notes: NotePolicyResource) -> Ticket:
     started = time.perf_counter()
-    with sdp.client(config.tenant_id) as client:
+    with failing_for_good(context, config.tenant_id, config.ticket_id), sdp.client(config.tenant_id) as client:
+        # A record we cannot read (PayloadError, naming its fields) fails the run with that reason, like a
+        # request deleted since it was listed (SdpNotFound); payloads.py is lenient where the meaning is clear.
         request = parse_request(client.get_request(config.ticket_id))
         resolution = resolution_text(client.get_resolution(config.ticket_id)) if request.resolved_time else None
-    ticket = to_ticket(config.tenant_id, request, resolution)
+        ticket = to_ticket(config.tenant_id, request, resolution)
     context.add_output_metadata({
         "tenant_id": ticket.tenant_id, "ticket_id": ticket.ticket_id, "display_id": ticket.display_id or "",
         # Redacted: the event log is read by more people than SDP, and the subject is the requester's words.
         "subject": notes.policy(ticket.tenant_id).privacy.redactor(ticket).redact(ticket.subject),
-        "status": ticket.status or "", "description_chars": len(ticket.description),
+        "status": ticket.status or "",
+        # The description as SDP sent it (HTML), and the text the lookups and the note work from: at most
+        # MAX_DESCRIPTION_CHARS, so a pasted 5 MB log is cut, and says so here.
+        "description_chars": ticket.description_chars if ticket.description_chars is not None else "",
+        "description_text_chars": len(ticket.description),
+        "description_cut": (f"yes: the lookups and the note use its first {len(ticket.description):,} characters of "
+                            f"text (MAX_DESCRIPTION_CHARS)" if ticket.description_cut else "no"),
         "ms": round((time.perf_counter() - started) * 1000, 1),
     })
     return ticket
@@ -173,7 +184,9 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"
 
 
-@dg.op(description="Post the note on the ticket as a private note, at most once per ticket (nothing in shadow mode).")
+@dg.op(description="Post the note on the ticket as a private note, at most once per ticket (nothing in shadow mode); "
+                   "transient SDP failures, and a POST whose outcome SDP left unknown, are retried with backoff.",
+       retry_policy=SDP_RETRY_POLICY)
 def post_note(context: dg.OpExecutionContext, note: Note, sdp: ServiceDeskResource,
               postgres: PostgresResource) -> None:
     if note.shadow:
@@ -181,9 +194,10 @@ def post_note(context: dg.OpExecutionContext, note: Note, sdp: ServiceDeskResour
         context.add_output_metadata({"status": "shadow", "note_id": ""})
         return
     started = time.perf_counter()
-    with sdp.client(note.tenant_id) as client:
+    with failing_for_good(context, note.tenant_id, note.ticket_id), sdp.client(note.tenant_id) as client:
         result = post_note_once(postgres.connection, client, note, context.run_id)
     context.log.info(f"note {result.status} on ticket {note.ticket_id}: note id {result.note_id}")
-    context.add_output_metadata({"status": result.status, "note_id": result.note_id, "attempts": result.attempts,
+    context.add_output_metadata({"status": result.status, "note_id": result.note_id,
+                                 "attempt": context.retry_number + 1,
                                  "ticket_url": dg.MetadataValue.url(sdp.request_url(note.tenant_id, note.ticket_id)),
                                  "ms": round((time.perf_counter() - started) * 1000, 1)})

@@ -1,4 +1,10 @@
-"""Knowledge-base search over HTTP, cached in Redis for an hour per tenant and query."""
+"""Knowledge-base search over HTTP, cached in Redis for an hour per tenant and query.
+
+The query travels in the URL (``GET ...?query=``), and URLs have limits (httpx refuses a component over 64 KiB,
+many servers a request line over 8 KiB), so ``search`` sends at most ``MAX_QUERY_CHARS`` characters and
+``MAX_QUERY_BYTES`` bytes of UTF-8 (``bounded_query``): the subject and the start of the description, which is
+where a ticket says what is wrong. The cache is keyed by what was sent.
+"""
 
 import hashlib
 import json
@@ -13,6 +19,23 @@ from enhancement_pipeline.storage.cache import RedisCacheResource
 from enhancement_pipeline.tenants import endpoint_for
 
 log = logging.getLogger(__name__)
+
+MAX_QUERY_CHARS = 1_000
+"""Characters of the (redacted) query sent to the KB: a search engine ranks on the words, not on a whole log."""
+MAX_QUERY_BYTES = 2_000
+"""...and UTF-8 bytes (emoji and non-Latin scripts take 2-4 bytes, 3 URL characters each): the URL stays
+under about 6 KB whatever the script."""
+
+
+def bounded_query(query: str) -> str:
+    """``query`` with its whitespace folded, cut to ``MAX_QUERY_CHARS`` characters and ``MAX_QUERY_BYTES`` bytes
+    of UTF-8, at the last space when there is one in the final fifth (a word is not sent half)."""
+    query = " ".join(query.split())
+    if len(query) <= MAX_QUERY_CHARS and len(query.encode()) <= MAX_QUERY_BYTES:
+        return query
+    head = query[:MAX_QUERY_CHARS].encode()[:MAX_QUERY_BYTES].decode("utf-8", "ignore")
+    cut = head.rfind(" ", len(head) * 4 // 5)
+    return head[:cut] if cut > 0 else head
 
 
 class KnowledgeBaseError(RuntimeError):
@@ -59,8 +82,9 @@ class KnowledgeBaseResource(dg.ConfigurableResource):
         raise KnowledgeBaseError(f"no knowledge base declared for tenant {tenant_id!r}")
 
     def search(self, tenant_id: str, query: str, limit: int = 5) -> tuple[list[KbArticle], bool]:
-        """(articles best first, whether they came from the cache)."""
+        """(articles best first, whether they came from the cache). Sends ``bounded_query(query)``."""
         endpoint = self.endpoint(tenant_id)
+        query = bounded_query(query)
         digest = hashlib.sha256(f"{limit}\n{query}".encode()).hexdigest()
         key = f"kb:{tenant_id}:{digest}"
         cached = self.cache.get(key)

@@ -64,7 +64,16 @@ def _retryable_read(exc: BaseException) -> bool:
 
 def _retryable_write(exc: BaseException) -> bool:
     # A write whose connection never opened, or that was refused by the rate limiter, did not happen.
-    return isinstance(exc, SdpRateLimited) or isinstance(exc.__cause__, httpx.ConnectError)
+    return isinstance(exc, SdpRateLimited) or isinstance(exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout)
+
+
+def write_may_have_happened(exc: SdpError) -> bool:
+    """Whether SDP may have acted on a write that raised ``exc``: False for a refusal it answered (429, 401/403,
+    404, a 4xxx validation failure) and for a connection that never opened; True for a timeout, a 5xx, a
+    proxy's HTML page or a dropped connection, whose outcome only SDP knows."""
+    if isinstance(exc, SdpRateLimited | SdpAuthError | SdpNotFound | SdpRequestError):
+        return False
+    return not isinstance(exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout)
 
 
 def _status_of(body: dict[str, Any]) -> tuple[int | None, str | None, list[dict]]:
@@ -152,6 +161,7 @@ class ServiceDeskClient:
             timeout=timeout_s, transport=transport,
         )
         self.max_attempts = max_attempts
+        self._note_wrapper = "note"
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
 
@@ -265,23 +275,50 @@ class ServiceDeskClient:
     # -- notes ------------------------------------------------------------------------------------------
 
     def list_notes(self, request_id: str) -> list[dict[str, Any]]:
-        """All notes of a request (``GET /requests/{id}/notes``, paged)."""
+        """All notes of a request (``GET /requests/{id}/notes``, paged). Some SDP builds list a note without
+        its ``description`` (a ``content_url`` instead): ``note_description`` reads those one by one."""
         notes: list[dict[str, Any]] = []
         start_index = 1
         while True:
             body = self._get(f"/requests/{request_id}/notes",
                              {"list_info": {"row_count": MAX_ROW_COUNT, "start_index": start_index}})
-            page = list(body.get("notes") or [])
+            page = list(body.get("notes") or body.get("request_notes") or [])
             notes.extend(page)
             if not (body.get("list_info") or {}).get("has_more_rows") or not page:
                 return notes
             start_index += len(page)
 
+    def get_note(self, request_id: str, note_id: str) -> dict[str, Any]:
+        """One note with its ``description`` (``GET /requests/{id}/notes/{note_id}``); the wrapper is ``note``
+        in the current format, ``request_note`` in the old one. Raises ``SdpNotFound`` for an unknown id."""
+        body = self._get(f"/requests/{request_id}/notes/{note_id}")
+        return body.get("note") or body.get("request_note") or {}
+
+    def note_description(self, request_id: str, note: dict[str, Any]) -> str:
+        """A listed note's HTML: its ``description`` when the list carried it, else the note read on its own."""
+        description = note.get("description")
+        if isinstance(description, str):
+            return description
+        if note.get("id") is None:
+            return ""
+        return str(self.get_note(request_id, str(note["id"])).get("description") or "")
+
     def add_note(self, request_id: str, html: str, *, show_to_requester: bool = False,
                  notify_technician: bool = False) -> dict[str, Any]:
-        """``POST /requests/{id}/notes``: a note with HTML ``description``; returns the created note."""
+        """``POST /requests/{id}/notes``: a note with HTML ``description``; returns the created note.
+
+        The input wrapper is ``note``; an old on-prem build that rejects it (a 4xxx answer, so nothing was
+        stored) gets the same note once more in the old ``request_note`` wrapper, and keeps getting that one.
+        """
         note = {"description": html, "show_to_requester": show_to_requester,
                 "notify_technician": notify_technician, "mark_first_response": False,
                 "add_to_linked_requests": False}
-        body = self._write("POST", f"/requests/{request_id}/notes", {"note": note})
+        wrapper = self._note_wrapper
+        try:
+            body = self._write("POST", f"/requests/{request_id}/notes", {wrapper: note})
+        except SdpRequestError:
+            if wrapper != "note":
+                raise
+            body = self._write("POST", f"/requests/{request_id}/notes", {"request_note": note})
+            self._note_wrapper = "request_note"
         return body.get("note") or body.get("request_note") or {}

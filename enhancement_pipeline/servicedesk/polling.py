@@ -10,10 +10,11 @@ updated mid-poll simply shows up again later with its new timestamp.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, ValidationError
 
 from enhancement_pipeline.servicedesk.client import MAX_ROW_COUNT, ServiceDeskClient
 from enhancement_pipeline.servicedesk.payloads import PayloadError, SdpRequest, parse_request
@@ -53,6 +54,48 @@ class StreamCursor(BaseModel):
         return self.model_copy(update={"failures": {request_id: self.failures.get(request_id, 0) + 1}})
 
 
+class MalformedRow(PayloadError):
+    """A listed row that does not parse. ``request_id`` and ``ms`` (its timestamp field) as far as they can be
+    read from the raw row, else None: with an id the request can still be handled (fetched in full)."""
+
+    def __init__(self, message: str, *, request_id: str | None, ms: int | None):
+        super().__init__(message)
+        self.request_id = request_id
+        self.ms = ms
+
+
+def raw_request_id(row: Any) -> str | None:
+    """The id of a raw row, as a string, when it has a usable one (a non-empty string or an integer)."""
+    rid = row.get("id") if isinstance(row, dict) else None
+    if isinstance(rid, int) and not isinstance(rid, bool):
+        return str(rid)
+    return (rid.strip() or None) if isinstance(rid, str) else None
+
+
+def raw_text(row: Any, *path: str) -> str | None:
+    """A text (or number) at ``path`` of a raw row (``"status", "name"``; a plain string where a lookup
+    belongs is taken as its name), or None."""
+    value = row
+    for i, key in enumerate(path):
+        if isinstance(value, str) and i == len(path) - 1 and key == "name":
+            break
+        value = value.get(key) if isinstance(value, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return (value.strip() or None) if isinstance(value, str) else None
+
+
+def _raw_millis(row: Any, field: str) -> int | None:
+    value = row.get(field) if isinstance(row, dict) else None
+    if isinstance(value, dict):
+        value = value.get("value")
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer():
+        return int(value)
+    return None
+
+
 def _millis(request: SdpRequest, field: str) -> int:
     value = getattr(request, field, None)
     if value is None:
@@ -70,12 +113,15 @@ def iter_since(client: ServiceDeskClient, field: str, cursor: StreamCursor, *,
 
     ``criteria``: more ``search_criteria`` ANDed to the time condition. List rows are reduced: a ``field``
     they lack (``last_updated_time``, ``resolved_time``) must be asked for in ``fields_required``, which is
-    sent as given (``created_time`` is in every row). A row that does not parse (or lacks ``field``) is
-    passed to ``on_malformed(row, error)`` and skipped. Raises ``SdpError`` when SDP fails after the
-    client's retries.
+    sent as given (``created_time`` is in every row). A row that does not parse (or lacks ``field``) is not
+    yielded: it is passed to ``on_malformed(row, error)``, ``error`` a ``MalformedRow`` carrying the row's id
+    and timestamp where they can be read, once per call (a row whose timestamp is readable counts as read at
+    it, so the stream moves past it; one without is reported once, however many pages list it). Raises
+    ``SdpError`` when SDP fails after the client's retries.
     """
     anchor = StreamCursor(ms=cursor.ms, ids_at_ms=list(cursor.ids_at_ms))
     start_index = 1
+    reported: set[str] = set()
     while True:
         asked_from = anchor.ms
         search = [{"field": field, "condition": "greater or equal", "value": str(asked_from)}]
@@ -90,8 +136,17 @@ def iter_since(client: ServiceDeskClient, field: str, cursor: StreamCursor, *,
                 request = parse_request(row)
                 ms = _millis(request, field)
             except PayloadError as exc:
+                rid, raw_ms = raw_request_id(row), _raw_millis(row, field)
+                if rid is not None and raw_ms is not None:
+                    if anchor.handled(raw_ms, rid):
+                        continue
+                    anchor = anchor.advance(raw_ms, rid)
+                elif rid is not None:
+                    if rid in reported:
+                        continue
+                    reported.add(rid)
                 if on_malformed is not None:
-                    on_malformed(row, exc)
+                    on_malformed(row, MalformedRow(str(exc), request_id=rid, ms=raw_ms))
                 continue
             if anchor.handled(ms, request.id):
                 continue
@@ -103,3 +158,30 @@ def iter_since(client: ServiceDeskClient, field: str, cursor: StreamCursor, *,
         # millisecond it was asked from (a bulk update larger than a page) moves on by offset instead,
         # overlapping the last page, so the group is walked once, not once per page.
         start_index = 1 if anchor.ms > asked_from else start_index + max(1, len(rows) - PAGE_OVERLAP)
+
+
+def initial_cursor(now_ms: int, lookback_minutes: int) -> StreamCursor:
+    """A first tick starts ``lookback_minutes`` back (the backlog before that is not the sensor's job)."""
+    return StreamCursor(ms=now_ms - lookback_minutes * 60_000)
+
+
+def read_cursor(raw: str | None, sensor_name: str, lookback_minutes: int) -> StreamCursor:
+    """The stored cursor, or a first one. Raises ``ValueError`` naming the sensor for an unreadable cursor."""
+    if raw:
+        try:
+            return StreamCursor.model_validate_json(raw)
+        except ValidationError as exc:
+            raise ValueError(f"unreadable {sensor_name} cursor {raw!r}: reset it in the UI ({exc})") from exc
+    return initial_cursor(int(time.time() * 1000), lookback_minutes)
+
+
+def log_malformed(context: Any) -> Callable[[Any, Exception], None]:
+    """An ``on_malformed`` callback that logs each unreadable row, with its id, to ``context.log`` (a sensor's)."""
+
+    def log(row: dict, exc: Exception) -> None:
+        # One malformed row must not stop the stream: it is logged, with its id, and skipped (once per tick;
+        # logged again on later ticks until the cursor passes its timestamp).
+        rid = row.get("id", "?") if isinstance(row, dict) else "?"
+        context.log.error(f"skipping unreadable request row {rid!r}: {exc}")
+
+    return log

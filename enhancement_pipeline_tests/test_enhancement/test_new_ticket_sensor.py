@@ -1,6 +1,6 @@
 """new_ticket_sensor against the SDP simulator over HTTP, with build_sensor_context and cursors.
 
-(resolved_ticket_sensor is in test_resolved_sensor.py.)"""
+(resolved_ticket_sensor is in test_history/test_resolved_sync.py.)"""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import time
 import dagster as dg
 import pytest
 
+from enhancement_pipeline.enhancement import sensors
+from enhancement_pipeline.enhancement.sensors import build_new_ticket_sensor
 from enhancement_pipeline.local.sdp_simulator import Fault
-from enhancement_pipeline.servicedesk import sensors
 from enhancement_pipeline.servicedesk.polling import StreamCursor
-from enhancement_pipeline.servicedesk.sensors import build_new_ticket_sensor
 from enhancement_pipeline_tests.conftest import TENANT
 
 NOW_MS = int(time.time() * 1000)
@@ -129,7 +129,10 @@ def test_a_malformed_row_does_not_stop_the_stream(db, sdp_state, tick):
     good = sdp_state.add_request(subject="good", created_millis=NOW_MS + 1)
     with sdp_state.lock:
         sdp_state.requests[bad["id"]]["created_time"] = {"display_value": "x"}  # no "value"
-    assert ticket_ids(tick()) == [good["id"]]
+    # The good one runs; the bad one is not dropped: its run reads the full record (and fails with the reason).
+    result = tick()
+    assert sorted(ticket_ids(result)) == sorted([good["id"], bad["id"]])
+    assert StreamCursor.model_validate_json(result.cursor).ids_at_ms == [good["id"]]
 
 
 def test_an_unreadable_cursor_is_a_clear_error(db, tick):

@@ -1,0 +1,97 @@
+"""``<tenant>__new_ticket_sensor``: one ``enhance_ticket`` run per new request (run key ``tenant:ticket``).
+
+It reads SDP through ``servicedesk.polling.iter_since`` on ``created_time`` and keeps a ``StreamCursor``. The
+delivery sweep (``delivery/sensors.py``) comes back for any ticket whose run was lost.
+"""
+
+import dagster as dg
+
+from enhancement_pipeline.enhancement.job import enhance_ticket
+from enhancement_pipeline.servicedesk.client import SdpError
+from enhancement_pipeline.servicedesk.payloads import FINISHED_STATUSES
+from enhancement_pipeline.servicedesk.polling import MalformedRow, iter_since, raw_text, read_cursor
+from enhancement_pipeline.servicedesk.resource import ServiceDeskResource
+from enhancement_pipeline.settings import Settings, get_settings
+from enhancement_pipeline.tenants import Tenant
+
+MAX_RUNS_PER_TICK = 200
+
+
+def build_new_ticket_sensor(tenant: Tenant, settings: Settings | None = None) -> dg.SensorDefinition:
+    """``<tenant>__new_ticket_sensor``: polls ``created_time`` and launches one enhance_ticket run per request.
+    Its interval and first-tick lookback come from ``settings`` (default: the environment's)."""
+    tenant_id = tenant.tenant_id
+    name = f"{tenant_id}__new_ticket_sensor"
+    settings = settings or get_settings()
+
+    @dg.sensor(name=name, job=enhance_ticket, minimum_interval_seconds=settings.new_ticket_sensor_interval_s,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description=f"Polls {tenant_id}'s SDP for requests created since its cursor and launches one "
+                           "enhance_ticket run per request (run key tenant:ticket).")
+    def new_ticket_sensor(context: dg.SensorEvaluationContext, sdp: ServiceDeskResource) -> dg.SensorResult:
+        cursor = read_cursor(context.cursor, name, settings.new_ticket_lookback_minutes)
+        run_requests: list[dg.RunRequest] = []
+        requested: set[str] = set()
+        skipped: list[str] = []
+        unreadable: list[tuple[dict, MalformedRow]] = []  # rows the listing could not read, in stream order
+
+        def request_run(request_id: str, display_id: str | None, **tags: str) -> None:
+            requested.add(request_id)
+            run_requests.append(dg.RunRequest(
+                run_key=f"{tenant_id}:{request_id}",
+                run_config={"ops": {"load_ticket": {"config": {"tenant_id": tenant_id, "ticket_id": request_id}}}},
+                tags={"tenant": tenant_id, "ticket_id": request_id, "display_id": display_id or "", **tags},
+            ))
+
+        def take_unreadable() -> bool:
+            """Handle the unreadable rows listed so far; False when the tick's cap stopped it."""
+            # Such a row still names a request: its run fetches the full record and, if that cannot be read
+            # either, fails with the reason, which the UI shows on the run (a log line alone is lost in ticks).
+            nonlocal cursor
+            while unreadable:
+                row, exc = unreadable[0]
+                rid = exc.request_id
+                if rid is None:
+                    context.log.error(f"unreadable request row without a usable id, no run possible: {exc}")
+                elif raw_text(row, "status", "name") in FINISHED_STATUSES:
+                    skipped.append(rid)
+                elif rid not in requested:
+                    if len(run_requests) >= MAX_RUNS_PER_TICK:
+                        return False
+                    context.log.error(f"request {rid}: its list row is unreadable ({exc}); requesting its run "
+                                      "anyway, which reads the full record")
+                    request_run(rid, raw_text(row, "display_id"), list_row="unreadable")
+                if rid is not None and exc.ms is not None:
+                    cursor = cursor.advance(exc.ms, rid)
+                unreadable.pop(0)
+            return True
+
+        full = False
+        error: SdpError | None = None
+        try:
+            with sdp.client(tenant_id) as client:
+                for request, created_ms in iter_since(client, "created_time", cursor,
+                                                      on_malformed=lambda row, exc: unreadable.append((row, exc))):
+                    if not take_unreadable() or len(run_requests) >= MAX_RUNS_PER_TICK:
+                        full = True
+                        break  # the rest come next tick; the cursor stops at the last one requested
+                    if request.status_name in FINISHED_STATUSES:
+                        skipped.append(request.id)
+                    elif request.id not in requested:
+                        request_run(request.id, request.display_id)
+                    cursor = cursor.advance(created_ms, request.id)
+        except SdpError as exc:
+            error = exc
+        if not full:
+            take_unreadable()  # those listed after the last readable row
+        if error is not None:
+            # Keep what this tick already handled; the next tick resumes from there.
+            context.log.warning(f"SDP poll stopped early: {error}")
+            if not run_requests and not skipped:
+                return dg.SensorResult(skip_reason=dg.SkipReason(f"SDP unavailable: {error}"),
+                                       cursor=cursor.model_dump_json())
+        if skipped:
+            context.log.info(f"skipped {len(skipped)} already finished request(s): {', '.join(skipped)}")
+        return dg.SensorResult(run_requests=run_requests, cursor=cursor.model_dump_json())
+
+    return new_ticket_sensor

@@ -1,0 +1,117 @@
+"""The delivery sweep: which recent tickets get another run and why the others do not; ``judge`` on its own,
+then the sensor against the SDP simulator over HTTP, the real ledger and a real Dagster instance."""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+import pytest
+
+from enhancement_pipeline.delivery.failures import FAILURE_TAG
+from enhancement_pipeline.delivery.sensors import ATTEMPT_TAG, TRIGGER_TAG, build_delivery_sweep
+from enhancement_pipeline.delivery.sweep import Attempts, SweepPolicy, TicketSeen, judge
+from enhancement_pipeline.enhancement.job import enhance_ticket
+from enhancement_pipeline.servicedesk.payloads import FINISHED_STATUSES
+from enhancement_pipeline_tests.conftest import TENANT
+from enhancement_pipeline_tests.helpers import run_enhance
+
+NOW = 1_800_000_000.0
+POLICY = SweepPolicy(min_age_s=600, retry_wait_s=600, max_attempts=3)
+
+
+def verdict(age_min: float = 30, status: str | None = "Open", posted: bool = False, **attempts):
+    ticket = TicketSeen("1", created_ms=int((NOW - age_min * 60) * 1000), status=status)
+    return judge(ticket, posted=posted, attempts=Attempts(**attempts), finished_statuses=FINISHED_STATUSES,
+                 now_s=NOW, policy=POLICY)
+
+
+def test_judge_enhances_only_a_ticket_that_needs_it_and_says_why_not_otherwise():
+    assert verdict().action == "enhance" and "no run" in verdict().reason
+    assert verdict(posted=True).action == "done"
+    assert verdict(count=1, last_ended_s=NOW - 1200).reason.startswith("no note 30 min after creation, after 1 run")
+    skipped = {
+        "Closed in SDP": verdict(status="Closed"),
+        "queued or in progress": verdict(count=1, in_flight=True),
+        "failed for good (ticket_not_found)": verdict(count=1, last_failure="ticket_not_found"),
+        "still the new-ticket sensor's": verdict(age_min=3),
+        "given up": verdict(count=3, last_ended_s=NOW - 3600),
+        "next try after 10 min": verdict(count=1, last_ended_s=NOW - 120),
+    }
+    for words, v in skipped.items():
+        assert v.action == "skip" and words in v.reason, (words, v)
+    # A refused key can be fixed: the ticket is tried again.
+    assert verdict(count=1, last_ended_s=NOW - 1200, last_failure="sdp_auth").action == "enhance"
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def sweep(tenant, resources, instance, cursor: str | None, policy=SweepPolicy(min_age_s=600, retry_wait_s=0)):
+    sensor = build_delivery_sweep(tenant, policy=policy)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor,
+                                      resources={"sdp": resources["sdp"], "postgres": resources["postgres"]})
+    return sensor(context), context
+
+
+def a_run(instance, ticket_id: str, status: dg.DagsterRunStatus, **tags) -> dg.DagsterRun:
+    run = instance.create_run_for_job(enhance_ticket, tags={"tenant": TENANT, "ticket_id": ticket_id, **tags},
+                                      run_config={"ops": {"load_ticket": {"config": {
+                                          "tenant_id": TENANT, "ticket_id": ticket_id}}}}, status=status)
+    if status == dg.DagsterRunStatus.FAILURE:
+        instance.report_run_failed(run)
+    return run
+
+
+def test_the_sweep_reenhances_lost_tickets_and_leaves_the_rest_with_reasons(db, sdp_state, resources, tenant,
+                                                                           instance):
+    now_ms = int(time.time() * 1000)
+    old = now_ms - 30 * 60_000
+    add = lambda subject, created=old, **kw: sdp_state.add_request(subject=subject, description="details",  # noqa: E731
+                                                                   created_millis=created, **kw)["id"]
+    noted = add("has its note")
+    lost = add("its run and run storage were lost")
+    failed = add("its run failed on a 502 and exhausted its retries")
+    closed = add("closed by the technician before any note", status="Closed")
+    young = add("opened two minutes ago", created=now_ms - 2 * 60_000)
+    running = add("its run is in progress")
+    deleted = add("deleted after listing")
+    assert run_enhance(resources, TENANT, noted, instance).success
+    a_run(instance, failed, dg.DagsterRunStatus.FAILURE)
+    a_run(instance, running, dg.DagsterRunStatus.STARTED)
+    a_run(instance, deleted, dg.DagsterRunStatus.FAILURE, **{FAILURE_TAG: "ticket_not_found"})
+
+    result, context = sweep(tenant, resources, instance, cursor=str(now_ms - 2 * 3600_000))
+    requested = {r.tags["ticket_id"]: r for r in result.run_requests}
+    assert set(requested) == {lost, failed}
+    assert requested[lost].run_key == f"{TENANT}:{lost}:sweep:1"
+    assert requested[failed].run_key == f"{TENANT}:{failed}:sweep:2"
+    assert requested[failed].tags[TRIGGER_TAG] == "delivery_sweep" and requested[failed].tags[ATTEMPT_TAG] == "2"
+    assert "after 1 run" in requested[failed].tags["enhancement/sweep_reason"]
+
+    # What the sweep asked for works, and the next sweep finds nothing left to do.
+    assert run_enhance(resources, TENANT, lost, instance).success
+    again, _ = sweep(tenant, resources, instance, cursor=str(now_ms - 2 * 3600_000))
+    assert {r.tags["ticket_id"] for r in again.run_requests or []} == {failed}
+    assert len(sdp_state.notes[noted]) == len(sdp_state.notes[lost]) == 1
+    assert not sdp_state.notes[closed] and not sdp_state.notes[young]
+
+
+def test_a_first_sweep_leaves_the_backlog_from_before_the_pipeline_alone(db, sdp_state, resources, tenant, instance):
+    now_ms = int(time.time() * 1000)
+    sdp_state.add_request(subject="from last week", created_millis=now_ms - 3 * 3600_000)
+    result, context = sweep(tenant, resources, instance, cursor=None)
+    assert not result.run_requests
+    # The cursor keeps the sweep's start: later sweeps look back to it, never further.
+    assert abs(int(context.cursor) - (now_ms - 15 * 60_000)) < 60_000
+
+
+def test_an_sdp_outage_skips_the_sweep_with_the_reason(db, sdp_state, resources, tenant, instance):
+    from enhancement_pipeline.local.sdp_simulator import Fault
+
+    sdp_state.faults.append(Fault(match=r"GET /api/v3/requests$", status=503, sdp_code=4004, times=50))
+    result, _ = sweep(tenant, resources, instance, cursor=str(int(time.time() * 1000) - 3600_000))
+    assert not result.run_requests and "SDP unavailable" in result.skip_reason.skip_message
