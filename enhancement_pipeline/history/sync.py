@@ -181,7 +181,9 @@ def build_resolved_ticket_sensor(tenant: Tenant, job: dg.JobDefinition,
         request = dg.RunRequest(
             run_key=f"{tenant_id}:resolved:{digest}",
             run_config={"ops": {"write_resolved_tickets": {"config": {"tenant_id": tenant_id, "ticket_ids": batch}}}},
-            tags={"tenant": tenant_id, "tickets": str(len(batch))})
+            # Ahead of queued enhance_ticket runs: a sync is one short run, and a burst of new tickets (one run
+            # each) would otherwise hold the history, and the fixes it teaches the next notes, for minutes.
+            tags={"tenant": tenant_id, "tickets": str(len(batch)), "dagster/priority": "1"})
         return dg.SensorResult(run_requests=[request], cursor=cursor.model_dump_json())
 
     return resolved_ticket_sensor

@@ -79,6 +79,7 @@ def test_a_tick_only_lists_and_a_run_writes_the_recently_resolved_tickets(db, sd
     assert not history(db)  # the tick wrote nothing itself
     [request] = result.run_requests
     assert request.run_key.startswith(f"{TENANT}:resolved:")
+    assert request.tags["dagster/priority"] == "1"  # dequeued ahead of a burst of enhance_ticket runs
     assert sorted(request.run_config["ops"]["write_resolved_tickets"]["config"]["ticket_ids"]) == sorted(
         [recent, closed])
     run = syncing.run(request)
