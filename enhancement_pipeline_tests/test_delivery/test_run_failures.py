@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 
 import dagster as dg
+import psycopg
 import pytest
 import yaml
 
@@ -80,7 +81,12 @@ def test_the_job_declares_its_retries_and_maximum_runtime():
 
 def test_dagster_yaml_turns_on_run_monitoring_and_run_retries(tmp_path, monkeypatch, database_url):
     shutil.copy(PROJECT_ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_POSTGRES_URL", database_url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    # Dagster's own tables go in a database of their own, as in the demo, not among the app's.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'dagster_yaml_check'").fetchone():
+            conn.execute("CREATE DATABASE dagster_yaml_check")
+    url = database_url.rsplit("/", 1)[0] + "/dagster_yaml_check"
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", url.replace("postgresql://", "postgresql+psycopg2://", 1))
     config = yaml.safe_load((tmp_path / "dagster.yaml").read_text())
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:  # the schema Dagster's daemon validates
         assert instance.run_monitoring_enabled
