@@ -21,6 +21,7 @@ from enhancement_pipeline.delivery.sweep import Attempts, SweepPolicy, TicketSee
 from enhancement_pipeline.enhancement.job import enhance_ticket
 from enhancement_pipeline.servicedesk.client import SdpError
 from enhancement_pipeline.servicedesk.payloads import FINISHED_STATUSES
+from enhancement_pipeline.servicedesk.polling import raw_millis, raw_request_id, raw_text
 from enhancement_pipeline.servicedesk.resource import ServiceDeskResource
 from enhancement_pipeline.settings import Settings, get_settings
 from enhancement_pipeline.storage.postgres import PostgresResource
@@ -36,17 +37,13 @@ IN_FLIGHT = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.Dag
 
 
 def _seen(row: dict) -> TicketSeen | None:
-    """A listed row, read leniently (the sweep must not stop on one odd row); None without an id or time."""
-    created = row.get("created_time")
-    value = created.get("value") if isinstance(created, dict) else created
-    status = row.get("status")
-    status = status.get("name") if isinstance(status, dict) else status
-    try:
-        return TicketSeen(ticket_id=str(row["id"]), created_ms=int(str(value)),
-                          status=str(status) if status is not None else None,
-                          display_id=str(row.get("display_id") or "") or None)
-    except (KeyError, TypeError, ValueError):
+    """A listed row, read as leniently as the new-ticket sensor reads one (the sweep must not stop on one odd
+    row); None without an id or a created_time."""
+    ticket_id, created_ms = raw_request_id(row), raw_millis(row, "created_time")
+    if ticket_id is None or created_ms is None:
         return None
+    return TicketSeen(ticket_id=ticket_id, created_ms=created_ms, status=raw_text(row, "status", "name"),
+                      display_id=raw_text(row, "display_id"))
 
 
 def attempts_by_ticket(instance: dg.DagsterInstance, tenant_id: str, since: datetime) -> dict[str, Attempts]:

@@ -35,9 +35,7 @@ class StreamCursor(BaseModel):
 
     ms: int = Field(validation_alias=AliasChoices("ms", "created_ms"))
     ids_at_ms: list[str] = Field(default_factory=list)
-    failures: dict[str, int] = Field(default_factory=dict)
-    """Ticks in a row that SDP failed on the request the cursor stopped at (by id), so a request that always
-    fails is eventually passed instead of holding the stream forever."""
+    # (A cursor stored before the sync became runs also has "failures": ignored, as pydantic ignores extras.)
 
     def handled(self, ms: int, request_id: str) -> bool:
         """Whether the request at ``ms`` is at or behind the cursor (already handled)."""
@@ -48,10 +46,6 @@ class StreamCursor(BaseModel):
         if ms > self.ms:
             return StreamCursor(ms=ms, ids_at_ms=[request_id])
         return StreamCursor(ms=self.ms, ids_at_ms=[*self.ids_at_ms, request_id])
-
-    def failed(self, request_id: str) -> StreamCursor:
-        """The same position, with one more failed tick counted against ``request_id``."""
-        return self.model_copy(update={"failures": {request_id: self.failures.get(request_id, 0) + 1}})
 
 
 class MalformedRow(PayloadError):
@@ -85,7 +79,9 @@ def raw_text(row: Any, *path: str) -> str | None:
     return (value.strip() or None) if isinstance(value, str) else None
 
 
-def _raw_millis(row: Any, field: str) -> int | None:
+def raw_millis(row: Any, field: str) -> int | None:
+    """The epoch milliseconds of a raw row's datetime ``field`` (``{"value": "<ms>"}``, or a bare number or
+    digit string), or None."""
     value = row.get(field) if isinstance(row, dict) else None
     if isinstance(value, dict):
         value = value.get("value")
@@ -136,7 +132,7 @@ def iter_since(client: ServiceDeskClient, field: str, cursor: StreamCursor, *,
                 request = parse_request(row)
                 ms = _millis(request, field)
             except PayloadError as exc:
-                rid, raw_ms = raw_request_id(row), _raw_millis(row, field)
+                rid, raw_ms = raw_request_id(row), raw_millis(row, field)
                 if rid is not None and raw_ms is not None:
                     if anchor.handled(raw_ms, rid):
                         continue
