@@ -3,8 +3,9 @@
 What it measures: CPU milliseconds per note of ``enhancement.synthesis.synthesize`` (redact every text of the
 ticket and its context, build the prompt, check the answer against the context, arrange the sections, cap
 the words, link the citations, restore the placeholders, render and sanitize HTML), and of the redaction
-of the same inputs on its own, for the share it takes. The model is the LLM simulator's ``compose`` (its note
-template, called in-process): the LLM call itself is not measured, only our work around it.
+of the same inputs on its own, for the share it takes. The model is the LLM simulator's ``compose_answer``
+(its structured answer, called in-process, validated by the ticket's answer model as the real call's would
+be): the LLM call itself is not measured, only our work around it.
 
 On what: real tickets, the Microsoft support articles shipped in the package (``demo_split()`` history);
 each note's ticket gets the 5 next tickets as its similar tickets (their real resolutions) and 3 articles.
@@ -24,11 +25,11 @@ import json
 import statistics
 import time
 
-from enhancement_pipeline.enhancement.llm import Completion
+from enhancement_pipeline.enhancement.llm import Completion, NoteRequest
 from enhancement_pipeline.enhancement.redaction import Redactor
 from enhancement_pipeline.enhancement.synthesis import synthesize
 from enhancement_pipeline.local.datasets import demo_split, kb_documents
-from enhancement_pipeline.local.llm_simulator import compose
+from enhancement_pipeline.local.llm_simulator import compose_answer
 from enhancement_pipeline.models import (
     InventoryContext,
     KbArticle,
@@ -57,9 +58,12 @@ def main() -> None:
                       resolution=html_to_text(t.resolution_html or ""))
                for i, t in enumerate(history)]
 
-    def complete(messages: list[dict[str, str]]) -> Completion:
-        context = json.loads(messages[-1]["content"].split("<context>", 1)[1].split("</context>", 1)[0])
-        return Completion(text=compose(context), model="sim", prompt_tokens=0, completion_tokens=0)
+    def complete(request: NoteRequest) -> Completion:
+        content = request.messages[-1]["content"]
+        context = json.loads(content.split("<context>", 1)[1].split("</context>", 1)[0])
+        text = json.dumps(compose_answer(context))
+        return Completion(text=text, model="sim", prompt_tokens=0, completion_tokens=0,
+                          answer=request.answer_type.model_validate_json(text), rung="json_schema")
 
     whole, redaction, words = [], [], []
     for i in range(args.notes):

@@ -35,6 +35,10 @@ class Ticket(BaseModel):
     status: str | None = None
     requester: str | None = None
     technician: str | None = None
+    priority: str | None = Field(default=None, description="SDP's priority name as set on the request.")
+    category: str | None = None
+    subcategory: str | None = None
+    item: str | None = None
     created_at: datetime | None = None
     resolved_at: datetime | None = None
     resolution: str | None = None
@@ -138,6 +142,9 @@ class Note(BaseModel):
     removed: dict[str, int] = Field(default_factory=dict)
     reshaped: dict[str, int] = Field(default_factory=dict)
     redactions: dict[str, int] = Field(default_factory=dict)
+    answer_path: str | None = Field(default=None, description="How the model answered: json_schema, json_object "
+                                    "or markdown (``enhancement.llm``); None for a deterministic note.")
+    llm_steps: list[str] = Field(default_factory=list, description="What each rung of the LLM ladder did.")
     shadow: bool = False
 
     @property

@@ -154,7 +154,7 @@ def synthesize_note(context: dg.OpExecutionContext, ticket: Ticket, similar: Sim
     started = time.perf_counter()
     policy = notes.policy(ticket.tenant_id)
     budget = notes.budget_state(ticket.tenant_id)
-    complete, reason = (llm.complete, "") if llm.configured else (None, "no LLM key configured")
+    complete, reason = (llm.answer, "") if llm.configured else (None, "no LLM key configured")
     if complete is not None and budget.spent:
         complete, reason = None, f"daily token budget spent ({budget.used:,} of {budget.budget:,} tokens)"
     note = synthesize(
@@ -169,7 +169,8 @@ def synthesize_note(context: dg.OpExecutionContext, ticket: Ticket, similar: Sim
         "mode": note.mode, "model": note.model or "", "prompt_version": note.prompt_version,
         "fallback_reason": note.fallback_reason or "", "words": note.word_count, "shadow": note.shadow,
         "prompt_tokens": note.prompt_tokens, "completion_tokens": note.completion_tokens,
-        "llm_attempts": note.llm_attempts, "estimated_cost_usd": round(note.cost_usd, 6),
+        "llm_attempts": note.llm_attempts, "answer_path": note.answer_path or "none",
+        "llm_steps": "; ".join(note.llm_steps) or "none", "estimated_cost_usd": round(note.cost_usd, 6),
         "tokens_used_today": used_today if used_today is not None else "unknown (Redis unavailable)",
         "daily_token_budget": budget.budget if budget.budget is not None else "none",
         "ungrounded_removed": note.removed_total, "removed_by_reason": _counts(note.removed),

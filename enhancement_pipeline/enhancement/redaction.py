@@ -236,8 +236,7 @@ class Redactor:
         cued = {self._cue_name(m.group(1)) for pattern in (_GREETING, _SIGN_OFF, _MY_NAME)
                 for m in pattern.finditer(text)} - {None}
         for name in sorted(self._people | _with_parts(cued), key=len, reverse=True):
-            text = re.sub(rf"(?i)(?<![\w\[]){re.escape(name)}(?!\w)",
-                          lambda _, n=name: self.placeholder("PERSON", n), text)
+            text = re.sub(_name_pattern(name), lambda _, n=name: self.placeholder("PERSON", n), text)
         return text
 
     @staticmethod
@@ -248,6 +247,26 @@ class Redactor:
         if not words or words[0] in _NOT_NAMES:
             return None
         return " ".join(words)
+
+
+_NAME_WORDS = frozenset("""
+    april art august autumn bill bob brook buck carol chase chip cliff crystal dale dawn dean don drew faith
+    frank gene glen grace grant guy hope iris ivy jack jade jean joy june lance lee mark mason matt max may
+    miles nick norm pat patch penny pierce ray reed rich rob robin rose rusty sage sandy shelby sky sterling
+    sue summer tanner tom victor wade ward warren will win wood
+""".split())
+"""First names that are also ordinary English words: written in lower case they are the word ("grant
+access", "it will", "mark as read"), so only the capitalised or all-capitals form stands for the person."""
+
+
+def _name_pattern(name: str) -> str:
+    """Where ``name`` stands for the person: a name in any case ("dana", "DANA SCULLY"), except a single word
+    that is also an ordinary word (``_NAME_WORDS``), which only counts capitalised or in capitals, so the
+    requester Grant does not turn the verb "grant" into a placeholder."""
+    if name.strip().lower() not in _NAME_WORDS:
+        return rf"(?i)(?<![\w\[]){re.escape(name)}(?!\w)"
+    word = name[:1].upper() + name[1:].lower()
+    return rf"(?<![\w\[])(?:{re.escape(word)}|{re.escape(name.upper())})(?!\w)"
 
 
 def _with_parts(names: Iterable[str]) -> set[str]:

@@ -17,7 +17,7 @@ from enhancement_pipeline.enhancement.grounding import ARTICLE_CITATION, HEADING
 from enhancement_pipeline.enhancement.injection import addresses_a_model
 from enhancement_pipeline.enhancement.prompts import MAX_NOTE_WORDS, SECTION_TITLES
 from enhancement_pipeline.enhancement.render import escape_markdown
-from enhancement_pipeline.models import InventoryContext, KnowledgeContext, SimilarTicketsContext, Ticket
+from enhancement_pipeline.models import InventoryContext, KnowledgeContext, SimilarTicketsContext, SystemInfo, Ticket
 
 SIMILAR, ARTICLES, SYSTEMS, STEPS = SECTION_TITLES
 SHORTENED = "*(shortened to stay within the note length limit)*"
@@ -71,23 +71,19 @@ def deterministic_sections(ticket: Ticket, similar: SimilarTicketsContext, knowl
     added later (``render.link_citations``)."""
     out: dict[str, list[str]] = {}
     if similar.items:
-        out[SIMILAR] = [f"- [#{t.ticket_id}] **{_quoted(t.subject, 'subject')}** (match {t.score:.2f}): "
-                        f"{_quoted(t.resolution, 'resolution', excerpt=resolution_excerpt)}" for t in similar.items]
+        out[SIMILAR] = [f"- [#{t.ticket_id}] **{quoted(t.subject, 'subject')}** (match {t.score:.2f}): "
+                        f"{quoted(t.resolution, 'resolution', excerpt=resolution_excerpt)}" for t in similar.items]
     elif similar.error:
         out[SIMILAR] = [_failed(similar.error)]
     else:
         out[SIMILAR] = ["No resolved ticket in the history is similar enough to this one: none shares enough of its "
                         "wording or meaning to be worth reading."]
     if knowledge.items:
-        out[ARTICLES] = [f"- [KB:{a.article_id}]{': ' + _quoted(a.summary, 'summary') if a.summary else ''}"
+        out[ARTICLES] = [f"- [KB:{a.article_id}]{': ' + quoted(a.summary, 'summary') if a.summary else ''}"
                          for a in knowledge.items]
     else:
         out[ARTICLES] = [_failed(knowledge.error) if knowledge.error else "No relevant knowledge-base article found."]
-    systems = []
-    for s in inventory.items:
-        facts = escape_markdown(", ".join(x for x in (s.hostname, s.role, s.client, s.location) if x))
-        via = "" if s.matched == s.ip_address else f" (via network {s.matched})"
-        systems.append(f"- `{s.ip_address}`{via}: {facts}")
+    systems = [system_line(s) for s in inventory.items]
     systems += [f"- `{ip}`: not in the inventory" for ip in inventory.unknown_ips]
     if not systems:
         systems = [_failed(inventory.error) if inventory.error else "The ticket names no IP address."]
@@ -106,6 +102,13 @@ def deterministic_sections(ticket: Ticket, similar: SimilarTicketsContext, knowl
         steps.append("No prior fix or article applies: gather error messages, scope and recent changes first.")
     out[STEPS] = [f"{i}. {step}" for i, step in enumerate(steps, start=1)]
     return out
+
+
+def system_line(system: SystemInfo) -> str:
+    """One system's list item: its address and what the inventory says about it."""
+    facts = escape_markdown(", ".join(x for x in (system.hostname, system.role, system.client, system.location) if x))
+    via = "" if system.matched == system.ip_address else f" (via network {system.matched})"
+    return f"- `{system.ip_address}`{via}: {facts}"
 
 
 def render_sections(sections: dict[str, list[str]], preamble: list[str] | None = None) -> str:
@@ -309,7 +312,7 @@ def _trim(lines: list[str]) -> list[str]:
     return lines
 
 
-def _quoted(text: str, what: str, excerpt: Callable[[str], str] | None = None) -> str:
+def quoted(text: str, what: str, excerpt: Callable[[str], str] | None = None) -> str:
     """``text`` (or its ``excerpt``) as the note may quote it: as literal text (no Markdown of its own), and
     not at all when the whole text speaks to a model (the note would carry the order). The whole text is
     judged, not the excerpt: flattening lines can hide a cue that needs its line's end."""

@@ -3,10 +3,12 @@ restore. Pure apart from the ``complete`` callable it is given.
 
 1. Every text of the ticket and the context is redacted (``redaction.py``); nothing else reaches the model.
 2. A ticket the context knows nothing about gets a one-line note and no model call.
-3. The model's answer loses whatever the context does not ground (``grounding.py``), is put in the spec's
-   four sections with the deterministic text where the model left a gap or padded a thin section
-   (``sections.py``), and is capped at 500 words. Without a model, or when the call fails, the
-   deterministic sections are the note.
+3. The model is asked for a structured answer (``answer.py``; the endpoint ladder is ``llm.py``'s). A
+   structured answer is rendered by the project, each free text checked (``answer_render.py``); a Markdown
+   answer (an endpoint that takes no response format) loses whatever the context does not ground
+   (``grounding.py``) and is put in the spec's four sections (``sections.py``). Either way the note says in
+   one line what the checks removed, and it is capped at 500 words. Without a model, or when no rung gives
+   a usable answer, the deterministic sections are the note, which says why.
 4. Citations become links to SDP request pages and article URLs (``render.py``); placeholders are restored
    for the posted note only, and its HTML is sanitized.
 """
@@ -14,21 +16,28 @@ restore. Pure apart from the ``complete`` callable it is given.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import openai
 
+from enhancement_pipeline.enhancement.answer import answer_model
+from enhancement_pipeline.enhancement.answer_checks import Seen
+from enhancement_pipeline.enhancement.answer_render import removal_line, render_answer
 from enhancement_pipeline.enhancement.grounding import IP_LIKE, Grounds, ground, mentioned_urls
 from enhancement_pipeline.enhancement.injection import suspicious_spans
-from enhancement_pipeline.enhancement.llm import Completion
+from enhancement_pipeline.enhancement.llm import Completion, NoteRequest
 from enhancement_pipeline.enhancement.prompts import (
     MAX_NOTE_WORDS,
     PROMPT_VERSION,
+    STRUCTURED_PROMPT,
     SYSTEM_PROMPT,
     build_messages,
+    json_object_messages,
     prompt_data,
+    repair_messages,
 )
 from enhancement_pipeline.enhancement.redaction import Privacy, Redactor
 from enhancement_pipeline.enhancement.render import escape_markdown, footer, link_citations, markdown_to_safe_html
@@ -57,14 +66,15 @@ class _Redacted:
 
 
 def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: KnowledgeContext,
-               inventory: InventoryContext, *, complete: Callable[[list[dict[str, str]]], Completion] | None,
+               inventory: InventoryContext, *, complete: Callable[[NoteRequest], Completion] | None,
                request_url: Callable[[str], str], no_model_reason: str = "no LLM key configured",
                privacy: Privacy = Privacy(), shadow: bool = False,
                cost_usd: Callable[[int, int], float] = lambda prompt, completion: 0.0) -> Note:
     """The note for ``ticket``.
 
-    ``complete`` is the LLM call, None when the model may not be used (``no_model_reason`` says why). Any
-    exception from it, or an empty answer, falls back to the deterministic note with the reason recorded in
+    ``complete`` is the LLM call (``LlmResource.answer``), None when the model may not be used
+    (``no_model_reason`` says why). Any exception from it, a refusal, an answer cut at ``max_tokens`` or no
+    usable answer falls back to the deterministic note with the reason in the note and in
     ``Note.fallback_reason``. ``request_url(ticket_id)`` is a ticket's SDP page; ``cost_usd(prompt_tokens,
     completion_tokens)`` prices a completion.
     """
@@ -75,6 +85,7 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
     fallback = deterministic_sections(data.ticket, data.similar, data.knowledge, data.inventory)
 
     completion: Completion | None = None
+    steps: list[str] = []  # what the LLM ladder did, kept when its answer is unusable
     usage = (0, 0, 0)  # prompt tokens, completion tokens, attempts: billed even when the answer is unusable
     reason: str | None = None
     grounds = _grounds(data, redactor, request_url)
@@ -88,11 +99,12 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
             reason = no_model_reason
         else:
             try:
-                completion = complete(build_messages(*prompt_data(data.ticket, data.similar, data.knowledge,
-                                                                  data.inventory)))
+                completion = complete(_note_request(data))
                 usage = (completion.prompt_tokens, completion.completion_tokens, completion.attempts)
-                if not completion.text.strip():
-                    reason, completion = "the model returned an empty answer", None
+                steps = list(completion.steps)
+                reason = _unusable(completion)
+                if reason:
+                    completion = None
             except openai.APIError as exc:  # the provider's message; logged as a type and status, no body
                 log.warning("LLM call failed, composing deterministically: %s (status %s)", type(exc).__name__,
                             getattr(exc, "status_code", None))
@@ -100,11 +112,20 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
             except Exception as exc:  # any failure must cost the note its prose, not the note
                 log.warning("LLM call failed, composing deterministically: %s", type(exc).__name__, exc_info=True)
                 reason = f"LLM call failed: {type(exc).__name__}"
-        if completion is not None:
+        if completion is not None and completion.answer is not None:
+            seen = Seen.of(list(_texts(data)), [s.hostname for s in data.inventory.items if s.hostname])
+            rendered = render_answer(completion.answer, data.similar, data.knowledge, data.inventory, fallback,
+                                     thin, grounds, seen)
+            removed.update(rendered.removed)
+            arranged = Arranged(markdown="", changes=rendered.reshaped)
+            line = removal_line(removed)
+            body = render_sections(rendered.sections, [line] if line else None)
+        elif completion is not None:
             grounded = ground(completion.text, grounds)
             removed.update(grounded.removed)
             arranged = arrange_sections(grounded.markdown, fallback, thin)
-            body = arranged.markdown
+            line = removal_line(removed)
+            body = (line + "\n\n" + arranged.markdown) if line else arranged.markdown
         else:
             preamble = [f"*Composed without a language model ({escape_markdown(reason)}); the facts below come "
                         "straight from the history, the knowledge base and the inventory.*", ""]
@@ -116,7 +137,7 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
     body = cap_words(body, MAX_NOTE_WORDS - word_count(closing),
                      count=lambda markdown: word_count(redactor.restore(markdown)))
     redacted = body + closing
-    markdown = redactor.restore(redacted, transform=escape_markdown)
+    markdown = restore_markdown(redactor, redacted)
     html = markdown_to_safe_html(markdown, allow_url=grounds.known_url, removed=removed)
     prompt_tokens, completion_tokens, attempts = usage
     return Note(
@@ -127,7 +148,46 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
         cost_usd=cost_usd(prompt_tokens, completion_tokens) if attempts else 0.0,
         word_count=word_count(redactor.restore(body)) + word_count(closing), removed=dict(removed),
         reshaped=dict(arranged.changes), redactions=redactor.counts, shadow=shadow,
+        answer_path=completion.rung if completion else None, llm_steps=steps,
     )
+
+
+def _note_request(data: _Redacted) -> NoteRequest:
+    """The LLM request for one ticket: the structured prompt with the ticket's answer model, the same with the
+    schema in the prompt (``json_object``), and the Markdown prompt."""
+    answer_type = answer_model(data.similar, data.knowledge, data.inventory)
+    ticket_data, context = prompt_data(data.ticket, data.similar, data.knowledge, data.inventory)
+    messages = build_messages(ticket_data, context, structured=True)
+    return NoteRequest(messages=messages, answer_type=answer_type,
+                       markdown_messages=build_messages(ticket_data, context),
+                       json_object_messages=json_object_messages(messages, answer_type.model_json_schema()),
+                       repair=repair_messages)
+
+
+def _unusable(completion: Completion) -> str | None:
+    """Why ``completion`` gives no note text, or None when it does."""
+    if completion.refusal:
+        return f"the model declined to answer ({' '.join(completion.refusal.split())[:120]})"
+    if completion.finish_reason == "length":
+        return "the model's answer was cut at its token limit (max_tokens)"
+    if completion.answer is None and not completion.text.strip():
+        tried = "; ".join(completion.steps) or "no answer"
+        return f"no usable answer from the model ({tried})"
+    return None
+
+
+def restore_markdown(redactor: Redactor, markdown: str) -> str:
+    """``markdown`` with placeholders restored: as escaped text in prose, verbatim inside code spans and
+    fenced blocks (where an escape would be copied along with a command)."""
+    out, last = [], 0
+    for m in _CODE.finditer(markdown):
+        out += [redactor.restore(markdown[last:m.start()], transform=escape_markdown), redactor.restore(m.group(0))]
+        last = m.end()
+    out.append(redactor.restore(markdown[last:], transform=escape_markdown))
+    return "".join(out)
+
+
+_CODE = re.compile(r"^\s{0,3}(```|~~~).*?^\s{0,3}\1[^\n]*$|(`+)[^`\n]+?\2", re.S | re.M)
 
 
 def _redact(r: Redactor, ticket: Ticket, similar: SimilarTicketsContext, knowledge: KnowledgeContext,
@@ -174,7 +234,7 @@ def _grounds(data: _Redacted, redactor: Redactor, request_url: Callable[[str], s
         mentioned_urls=frozenset(u.rstrip("/") for text in texts for u in mentioned_urls(text)),
         ips=frozenset(ips),
         placeholders=redactor.placeholders,
-        forbidden=(SYSTEM_PROMPT, *suspicious_spans(texts)),
+        forbidden=(SYSTEM_PROMPT, STRUCTURED_PROMPT, *suspicious_spans(texts)),
     )
 
 

@@ -6,9 +6,20 @@ last user message and cites what is there. Every request body and every answer i
 (``GET /_sim/requests``) so tests can assert what reached the "model provider" and what came back;
 ``POST /_sim/faults`` makes the next calls fail.
 
+Structured output as OpenAI's API speaks it: ``response_format`` ``{"type": "json_schema", "json_schema":
+{"name", "strict", "schema"}}`` is answered with JSON built from the schema's own enums (a strict schema whose
+objects do not forbid extra properties or leave a property out of ``required`` gets the API's 400), and
+``{"type": "json_object"}`` with JSON too (400 unless a message names JSON, as OpenAI requires). The request's
+``max_tokens`` is honoured: a longer answer is cut there with ``finish_reason: "length"``. Which formats the
+server takes is ``LlmSimState.response_formats`` (an older server: ``{"json_object"}``; a plain one: empty,
+every ``response_format`` refused with 400); ``ignores_response_format`` makes it answer Markdown whatever
+was asked, as some servers do. A fault can carry ``refusal`` (``message.refusal`` set, no content) or
+``content`` (this exact text is the answer: the tests script real models' answers through the wire).
+
 ``gullible`` mode stands for a model that prompt injection works on: it obeys any text in the data that
-gives it an order, by writing that text into its note, and answers "show your instructions" with its system
-message. The tests use it to see whether the pipeline's output checks catch what a hijacked model writes.
+gives it an order, by writing that text into its note (in a structured answer: into the first fix and a
+step), and answers "show your instructions" with its system message. The tests use it to see whether the
+pipeline's output checks catch what a hijacked model writes.
 
 It is a test double, not a model: its text is a template, written independently of the pipeline's own
 deterministic note so that a bug in one does not hide in the other.
@@ -53,6 +64,8 @@ class LlmSimState:
     responses: list[str] = field(default_factory=list)
     received_at: list[float] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)
+    response_formats: set[str] = field(default_factory=lambda: {"json_schema", "json_object"})
+    ignores_response_format: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -92,6 +105,66 @@ def compose(context: dict[str, Any]) -> str:
     steps.append("Record what worked in the resolution so the next ticket benefits.")
     out += [f"{i}. {s}" for i, s in enumerate(steps, start=1)]
     return "\n".join(out)
+
+
+def compose_answer(context: dict[str, Any], properties: set[str] | None = None) -> dict[str, Any]:
+    """The simulated model's structured answer: the keys of ``properties`` (the schema's; default: the
+    sections the context has items for), each item built from the context."""
+    tickets = context.get("similar_tickets") or []
+    articles = context.get("knowledge_articles") or []
+    ips = [s["ip_address"] for s in context.get("systems") or []] + list(context.get("unknown_ips") or [])
+    if properties is None:
+        properties = {"next_steps", *(["similar_tickets"] if tickets else []),
+                      *(["knowledge_articles"] if articles else []), *(["systems"] if ips else [])}
+    answer: dict[str, Any] = {}
+    if "similar_tickets" in properties:
+        answer["similar_tickets"] = [
+            {"ticket_id": t["ticket_id"], "why_it_matches": "It reports the same symptom as this ticket.",
+             "fix": resolution_excerpt(t.get("resolution") or "")} for t in tickets[:3]]
+    if "knowledge_articles" in properties:
+        answer["knowledge_articles"] = [{"article_id": a["article_id"],
+                                         "why_it_applies": "It documents the cause and the fix."} for a in articles[:3]]
+    if "systems" in properties:
+        answer["systems"] = [{"ip_address": ip, "relevance": "The ticket names it; check it first."} for ip in ips]
+    steps = []
+    if tickets:
+        steps.append({"step": "Apply the fix of the most similar ticket if the symptoms match.",
+                      "relies_on": [tickets[0]["ticket_id"]]})
+    if articles:
+        steps.append({"step": "Follow the article to confirm the cause.",
+                      "relies_on": [f"KB:{articles[0]['article_id']}"]})
+    steps.append({"step": "Record what worked in the resolution so the next ticket benefits.", "relies_on": []})
+    answer["next_steps"] = steps
+    return answer
+
+
+def strict_schema_error(schema: Any, path: str = "") -> str | None:
+    """What OpenAI's API says of a ``strict`` schema it refuses (objects must set ``additionalProperties:
+    false`` and list every property in ``required``); None when it takes it."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "object" or "properties" in schema:
+            if schema.get("additionalProperties") is not False:
+                return (f"In context=({path}), 'additionalProperties' is required to be supplied and to be false.")
+            props = set((schema.get("properties") or {}).keys())
+            missing = props - set(schema.get("required") or [])
+            if missing:
+                return (f"In context=({path}), 'required' is required to be supplied and to be an array including "
+                        f"every key in properties. Missing '{sorted(missing)[0]}'.")
+        for key, value in schema.items():
+            found = strict_schema_error(value, f"{path}, '{key}'" if path else f"'{key}'")
+            if found:
+                return found
+    elif isinstance(schema, list):
+        for value in schema:
+            found = strict_schema_error(value, path)
+            if found:
+                return found
+    return None
+
+
+def _bad_request(message: str, param: str | None = "response_format") -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "param": param,
+                                   "code": None}}, status_code=400)
 
 
 def obey(data: list[str], system: str) -> list[str]:
@@ -135,28 +208,72 @@ def create_app(state: LlmSimState) -> Starlette:
                 return JSONResponse({"error": {"message": "simulated fault", "type": "server_error"}},
                                     status_code=int(fault["status"]))
         messages = body.get("messages") or []
-        user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
+        # The data is in the first user message; a repair round's last message only names the errors.
+        user = next((m.get("content") or "" for m in reversed(messages)
+                     if m.get("role") == "user" and "<context>" in str(m.get("content") or "")),
+                    next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), ""))
         system = next((m.get("content") or "" for m in messages if m.get("role") == "system"), "")
-        match, ticket_match = _CONTEXT.search(user), _TICKET.search(user)
-        try:
-            context = json.loads(match.group(1)) if match else None
-            text = compose(context) if context is not None else "I need the ticket context to write a note."
-            if state.gullible and context is not None:
-                ticket = json.loads(ticket_match.group(1)) if ticket_match else {}
-                text += "".join(f"\n\n{order}" for order in obey(_data_texts(ticket, context), system))
-        except (json.JSONDecodeError, KeyError, TypeError):
-            text = "The context could not be read."
+        response_format = body.get("response_format") or {}
+        kind = response_format.get("type") if isinstance(response_format, dict) else None
+        structured = kind in ("json_schema", "json_object") and not state.ignores_response_format
+        if structured and kind not in state.response_formats:
+            return _bad_request(f"response_format.type '{kind}' is not supported by this server")
+        properties = None
+        if kind == "json_schema" and structured:
+            spec = response_format.get("json_schema") or {}
+            if not isinstance(spec, dict) or not spec.get("name") or not isinstance(spec.get("schema"), dict):
+                return _bad_request("Missing required parameter: 'response_format.json_schema.name'.")
+            if spec.get("strict") and (problem := strict_schema_error(spec["schema"])):
+                return _bad_request(f"Invalid schema for response_format '{spec['name']}': {problem}")
+            properties = set((spec["schema"].get("properties") or {}).keys())
+        if kind == "json_object" and structured and not any(
+                "json" in str(m.get("content") or "").lower() for m in messages):
+            return _bad_request("'messages' must contain the word 'json' in some form, to use 'response_format' "
+                                "of type 'json_object'.", param="messages")
+        refusal = fault.get("refusal") if fault else None
+        if fault and "content" in fault:
+            text = str(fault["content"])
+        elif refusal:
+            text = ""
+        else:
+            text = _answer(user, system, structured, properties)
+        finish = "stop"
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        if isinstance(max_tokens, int) and max_tokens > 0 and len(text) > max_tokens * 4:
+            text, finish = text[: max_tokens * 4], "length"  # ~4 characters a token, as tokenizers average
         with state.lock:
             state.responses.append(text)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages) * 4 // 3
-        completion_tokens = len(text.split()) * 4 // 3
+        completion_tokens = max(len(text) // 4, len(text.split()) * 4 // 3)
+        message = {"role": "assistant", "content": None if refusal else text, "refusal": refusal or None}
         return JSONResponse({
             "id": f"chatcmpl-sim-{len(state.requests)}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "simulated"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                       "total_tokens": prompt_tokens + completion_tokens},
         })
+
+    def _answer(user: str, system: str, structured: bool, properties: set[str] | None) -> str:
+        match, ticket_match = _CONTEXT.search(user), _TICKET.search(user)
+        try:
+            context = json.loads(match.group(1)) if match else None
+            if context is None:
+                return "I need the ticket context to write a note."
+            orders = []
+            if state.gullible:
+                ticket = json.loads(ticket_match.group(1)) if ticket_match else {}
+                orders = obey(_data_texts(ticket, context), system)
+            if not structured:
+                return compose(context) + "".join(f"\n\n{order}" for order in orders)
+            answer = compose_answer(context, properties)
+            for order in orders:  # a hijacked model writes the order where free text goes
+                if answer.get("similar_tickets"):
+                    answer["similar_tickets"][0]["fix"] += " " + order
+                answer["next_steps"].append({"step": order, "relies_on": []})
+            return json.dumps(answer, ensure_ascii=False)
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            return "The context could not be read."
 
     async def recorded(request: Request) -> Response:
         with state.lock:

@@ -193,6 +193,10 @@ class SdpRequest(BaseModel):
     status: _Lookup | None = None
     requester: _Lookup | None = None
     technician: _Lookup | None = None
+    priority: _Lookup | None = None
+    category: _Lookup | None = None
+    subcategory: _Lookup | None = None
+    item: _Lookup | None = None
     created_time: _DateTime | None = None
     last_updated_time: _DateTime | None = None
     resolved_time: _DateTime | None = None
@@ -212,7 +216,8 @@ class SdpRequest(BaseModel):
         # A subject of 12345 is the text "12345"; a null subject is an empty one.
         return _as_text(v)
 
-    @field_validator("status", "requester", "technician", mode="before")
+    @field_validator("status", "requester", "technician", "priority", "category", "subcategory", "item",
+                     mode="before")
     @classmethod
     def _lookups(cls, v: Any) -> Any:
         return _lookup_by_name(v)
@@ -280,6 +285,10 @@ def to_ticket(tenant_id: str, request: SdpRequest, resolution: str | None = None
         status=_name(request.status),
         requester=_name(request.requester),
         technician=_name(request.technician),
+        priority=_name(request.priority),
+        category=_name(request.category),
+        subcategory=_name(request.subcategory),
+        item=_name(request.item),
         created_at=millis_to_datetime(request.created_time.value) if request.created_time else None,
         resolved_at=millis_to_datetime(resolved.value) if resolved else None,
         resolution=cut_text(resolution_clean, MAX_RESOLUTION_CHARS) if resolution_clean else None,

@@ -1,0 +1,105 @@
+"""Checks on the free text of a structured answer (why an item matches, the fix, a system's relevance, a
+step). Pure functions.
+
+The schema already fixes which tickets, articles and addresses an answer may name (``answer.py``); free text
+can still claim what the context does not hold. A text fails, with one reason per finding, when it names:
+
+- a ticket in any common form (``[#123]``, ``#3388``, ``ticket 917``, ``TKT-123``, ``INC0012345``) that is not
+  a similar ticket of the context, or an article id that is not one of its articles (``grounding.py``);
+- an IP address, placeholder, e-mail address, URL or hostname that appears nowhere in the ticket, the
+  context or the inventory (the texts the model was shown: ``Seen``);
+- the system prompt, or text that addressed a model from inside the data (``echoes``).
+
+A score written in any wording ("(similarity 0.95)", "87 % match", "score: 0.71") is not a reason to drop a
+text: it is cut out (the note prints the context's scores itself) and counted under ``scores``. A step that is
+only a closing pleasantry ("I hope this helps!") is not a step: ``is_pleasantry``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from enhancement_pipeline.enhancement.grounding import Grounds, mentioned_urls, unit_problems
+from enhancement_pipeline.enhancement.redaction import PLACEHOLDER
+
+# "TKT-123", "REQ-4411", "SR-77": ITSM prefixes with a dash; "INC0012345", "RITM0010001": ServiceNow's form.
+_PREFIXED_ID = re.compile(r"\b(?:(?:TKT|TICKET|REQ|INC|SR|CASE|CHG|PRB|RITM|TASK|SD|HD|WO)-?\d{2,})\b", re.I)
+# "#3388": any bare number after "#" (the grounding check of Markdown spares short ones; free text has no
+# list markers or steps numbered that way).
+_HASH_ID = re.compile(r"(?<![\w&/\[])#\s?(\d{2,})\b")
+# "ticket 917", "request no. 88", "incident #12": any length after a ticket word.
+_WORD_ID = re.compile(r"(?i)\b(?:tickets?|requests?|incidents?|cases?)\s*(?:no\.?|number|ids?)?\s*:?\s*#?\s*(\d{2,})\b")
+_EMAIL = re.compile(r"(?i)\b[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}\b")
+# Hostnames as MSPs name them (SRV-FS01, ACME-DC01, LAPTOP-7H3K2L: capitals with a dash and a digit) and
+# dotted names (dc01.contoso.local, mail.example.com).
+_HOSTNAME = re.compile(r"\b(?=[A-Z0-9-]*\d)[A-Z][A-Z0-9]{1,14}(?:-[A-Z0-9]{1,15})+\b"
+                       r"|(?i:\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:local|lan|corp|internal|intranet|home|"
+                       r"com|net|org|io|cloud|co|uk|de|fr|nl|eu|us|biz|info)\b)")
+# Names that look like hosts but are standards (an encoding, a hash, a cipher, a cable).
+_NOT_HOSTS = re.compile(r"(?i)^(?:UTF|SHA|MD|AES|RSA|TLS|SSL|CAT|IEEE|ISO|RFC|PCI|WPA|IPV|X|DDR|USB|HTTP|HDMI|PS|"
+                        r"COVID|KB|CVE|MS|WIN|W)(?:-[A-Z0-9]+)+$")
+_SCORE = re.compile(r"""(?ix)
+    \s*\(\s*(?:match|similarity|score|confidence|relevance|cosine)\b[^)]{0,20}?\d[^)]{0,8}\)
+  | \s*\(\s*\d{1,3}(?:\.\d+)?\s*%\s*(?:match|similar(?:ity)?)?\s*\)
+  | \s*\b(?:with\s+)?(?:an?\s+)?(?:match|similarity|relevance|confidence)(?:\s+score)?\s*(?:of|:|=|is)?\s*
+        (?:0?\.\d+|1\.0+|\d{1,3}\s*%)
+  | \s*\b\d{1,3}(?:\.\d+)?\s*%\s+(?:match|similar(?:ity)?)\b
+  | \s*\bscore(?:d)?\s*(?:of|:|=)?\s*(?:0?\.\d+|1\.0+)
+    """)
+_PLEASANTRY = re.compile(r"(?i)^\W*(?:i\s+hope\s+(?:this|that)\s+helps|hope\s+(?:this|that)\s+helps|let\s+me\s+know|"
+                         r"feel\s+free\s+to|good\s+luck|happy\s+to\s+help|please\s+(?:let\s+me|reach\s+out)|"
+                         r"if\s+you\s+(?:have|need)\s+(?:any\s+)?(?:further|more|other)?\s*(?:questions|help)|"
+                         r"(?:thanks|thank\s+you|cheers)\b[^.!]*[.!]*$)")
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The texts the model was shown (ticket, context, inventory), lowered and joined once, so that a token
+    of the answer can be looked up as "written somewhere in the input"."""
+
+    text: str
+    hostnames: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, texts: list[str], hostnames: list[str]) -> Seen:
+        return cls(text="\n".join(t.lower() for t in texts if t), hostnames=frozenset(h.lower() for h in hostnames))
+
+    def has(self, token: str) -> bool:
+        token = token.lower()
+        return token in self.hostnames or token in self.text
+
+
+def strip_scores(text: str) -> tuple[str, int]:
+    """``text`` without any score it writes, and how many were cut."""
+    cleaned, n = _SCORE.subn("", text)
+    return (re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", cleaned)).strip(), n) if n else (text, 0)
+
+
+def is_pleasantry(text: str) -> bool:
+    """True for a closing remark that is no step ("I hope this helps! Let me know...")."""
+    return bool(_PLEASANTRY.match(text.strip()))
+
+
+def text_problems(text: str, grounds: Grounds, seen: Seen) -> list[str]:
+    """Why ``text`` (one free-text field) cannot be shown: one reason per finding (``ticket_ids``,
+    ``article_ids``, ``ip_addresses``, ``placeholders``, ``emails``, ``urls``, ``hostnames``, ``echoes``);
+    empty when it is grounded."""
+    problems = unit_problems(text, grounds)
+    known = grounds.ticket_ids
+    problems += ["ticket_ids" for m in _HASH_ID.finditer(text) if m.group(1) not in known and not seen.has(m.group(0))]
+    problems += ["ticket_ids" for m in _WORD_ID.finditer(text)
+                 if m.group(1) not in known and not seen.has(m.group(1))]
+    problems += ["ticket_ids" for m in _PREFIXED_ID.finditer(text) if not seen.has(m.group(0))]
+    without_placeholders = PLACEHOLDER.sub(" ", text)
+    problems += ["emails" for m in _EMAIL.finditer(without_placeholders) if not seen.has(m.group(0))]
+    urls = mentioned_urls(text)
+    problems += ["urls" for url in urls if not grounds.mentioned(url) and not seen.has(url)]
+    url_free = without_placeholders
+    for url in urls:
+        url_free = url_free.replace(url, " ")
+    url_free = _EMAIL.sub(" ", url_free)
+    problems += ["hostnames" for m in _HOSTNAME.finditer(url_free)
+                 if not _NOT_HOSTS.match(m.group(0)) and not _PREFIXED_ID.fullmatch(m.group(0))
+                 and not seen.has(m.group(0))]
+    return problems
