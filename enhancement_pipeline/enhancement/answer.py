@@ -9,6 +9,11 @@ matches, the fix in the technician's words, the steps), which ``answer_checks.py
 
 A section whose context is empty has no field at all (an enum cannot be empty, and a model cannot fill what
 is not there): the renderer writes that section's one line itself.
+
+The schema sent is strict (``strict_schema``); validation is lenient where models are known to drift
+without being wrong (an endpoint without ``json_schema`` enforces nothing): an id written as a number, as
+``#6101`` or an article id without its ``KB:``; keys the schema does not have (ignored); a section left out
+(empty).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from enhancement_pipeline.models import InventoryContext, KnowledgeContext, SimilarTicketsContext
 
@@ -29,7 +34,25 @@ MAX_ITEMS = 3
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Extra keys are ignored when validating; the schema sent still forbids them (``strict_schema``).
+    model_config = ConfigDict(extra="ignore")
+
+
+def strict_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema as OpenAI's strict mode wants it: every object with ``additionalProperties:
+    false`` and every property required (fields with defaults included), no ``default`` keywords. Why our
+    own: the openai SDK's converter (``to_strict_json_schema``) is private API."""
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            node = {k: walk(v) for k, v in node.items() if k != "default"}
+            if node.get("type") == "object" or "properties" in node:
+                node["additionalProperties"] = False
+                node["required"] = list((node.get("properties") or {}).keys())
+            return node
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+    return walk(model.model_json_schema())
 
 
 class NextStep(_Strict):
@@ -68,8 +91,8 @@ def answer_model(similar: SimilarTicketsContext, knowledge: KnowledgeContext,
             fix=(str, Field(description="How it was fixed, in the technician's words from its resolution, one or "
                                         "two sentences; empty if the resolution does not say.")))
         fields["similar_tickets"] = (list[item], Field(  # type: ignore[valid-type]
-            description=f"The similar tickets that help with this one, best first, at most {MAX_ITEMS}; empty when "
-                        "none does."))
+            default=[], description=f"The similar tickets that help with this one, best first, at most "
+                                    f"{MAX_ITEMS}; empty when none does."))
     if article_ids:
         item = create_model(
             "ArticleItem", __base__=_Strict,
@@ -77,7 +100,7 @@ def answer_model(similar: SimilarTicketsContext, knowledge: KnowledgeContext,
                         Field(description="An article_id from context.knowledge_articles.")),
             why_it_applies=(str, Field(description="One line: what in the article applies to this ticket.")))
         fields["knowledge_articles"] = (list[item], Field(  # type: ignore[valid-type]
-            description=f"The articles that apply, best first, at most {MAX_ITEMS}; empty when none does."))
+            default=[], description=f"The articles that apply, best first, at most {MAX_ITEMS}; empty when none does."))
     if ips:
         item = create_model(
             "SystemItem", __base__=_Strict,
@@ -86,15 +109,57 @@ def answer_model(similar: SimilarTicketsContext, knowledge: KnowledgeContext,
             relevance=(str, Field(description="One line: why this system matters for the ticket (the inventory's "
                                               "facts are added by the pipeline).")))
         fields["systems"] = (list[item], Field(  # type: ignore[valid-type]
-            description="Each IP address of the ticket worth the technician's attention."))
+            default=[], description="Each IP address of the ticket worth the technician's attention."))
     relies = [*ticket_ids, *(KB_PREFIX + a for a in article_ids)]
     step = create_model(
         "NextStep", __base__=_Strict,
         step=(str, NextStep.model_fields["step"]),
         relies_on=(list[_enum("CitedId", relies)] if relies else list[str], NextStep.model_fields["relies_on"]))
     fields["next_steps"] = (list[step], Field(  # type: ignore[valid-type]
-        description="2 to 5 recommended next steps, most useful first."))
-    return create_model("TicketNote", __base__=_Strict, **fields)
+        default=[], description="2 to 5 recommended next steps, most useful first."))
+    normal = _Normaliser(set(ticket_ids), set(article_ids))
+    return create_model("TicketNote", __base__=_Strict, __validators__={"_ids": normal.validator()}, **fields)
+
+
+class _Normaliser:
+    """Ids as models write them, put back in the context's form before the enums judge them."""
+
+    def __init__(self, ticket_ids: set[str], article_ids: set[str]) -> None:
+        self.tickets, self.articles = ticket_ids, article_ids
+
+    def ticket(self, v: Any) -> Any:
+        text = str(v).strip().lstrip("#").strip() if isinstance(v, int | str) and not isinstance(v, bool) else v
+        return text if text in self.tickets else v
+
+    def article(self, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        text = v.strip().strip("[]")
+        text = text[len(KB_PREFIX):].strip() if text.upper().startswith(KB_PREFIX) else text
+        return text if text in self.articles else v
+
+    def cited(self, v: Any) -> Any:
+        ticket = self.ticket(v)
+        if isinstance(ticket, str) and ticket in self.tickets:
+            return ticket
+        article = self.article(v)
+        return KB_PREFIX + article if isinstance(article, str) and article in self.articles else v
+
+    def validator(self):
+        def normalise(cls, data: Any) -> Any:
+            if not isinstance(data, dict):
+                return data
+            data = dict(data)
+            for key, id_key, fix in (("similar_tickets", "ticket_id", self.ticket),
+                                     ("knowledge_articles", "article_id", self.article)):
+                if isinstance(data.get(key), list):
+                    data[key] = [{**i, id_key: fix(i.get(id_key))} if isinstance(i, dict) else i for i in data[key]]
+            if isinstance(data.get("next_steps"), list):
+                data["next_steps"] = [
+                    {**i, "relies_on": [self.cited(r) for r in i.get("relies_on") or []]} if isinstance(i, dict)
+                    else i for i in data["next_steps"]]
+            return data
+        return model_validator(mode="before")(normalise)
 
 
 def empty_answer(model: type[BaseModel]) -> BaseModel:

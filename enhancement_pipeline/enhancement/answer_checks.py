@@ -18,6 +18,7 @@ only a closing pleasantry ("I hope this helps!") is not a step: ``is_pleasantry`
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 from enhancement_pipeline.enhancement.grounding import Grounds, mentioned_urls, unit_problems
@@ -73,7 +74,34 @@ class Seen:
 def strip_scores(text: str) -> tuple[str, int]:
     """``text`` without any score it writes, and how many were cut."""
     cleaned, n = _SCORE.subn("", text)
-    return (re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", cleaned)).strip(), n) if n else (text, 0)
+    if not n:
+        return text, 0
+    # Spaces left behind are closed up, never a line's indentation (a nested list item keeps its place).
+    return re.sub(r"(?<=\S)[ \t]+([.,;:!?])", r"\1", re.sub(r"(?<=\S)[ \t]{2,}", " ", cleaned)).rstrip(), n
+
+
+_PROJECT_SCORE = re.compile(r"\(match\s+[01](?:\.\d+)?\)")
+
+
+def markdown_unit_check(grounds: Grounds, seen: Seen, corrected: Counter):
+    """``grounding.ground``'s ``extra`` check for a Markdown answer: the free-text checks on one unit, and any
+    score in another wording than the prompt's "(match 0.71)" (which ``grounding`` corrects) cut and counted
+    in ``corrected["scores"]``."""
+    def check(unit: str) -> tuple[str, list[str]]:
+        kept: list[str] = []
+
+        def shield(m: re.Match) -> str:
+            kept.append(m.group(0))
+            return f"\x00{len(kept) - 1}\x00"
+
+        stripped, n = strip_scores(_PROJECT_SCORE.sub(shield, unit))
+        if n:
+            unit = re.sub(r"\x00(\d+)\x00", lambda m: kept[int(m.group(1))], stripped)
+        problems = text_problems(unit, grounds, seen)
+        if n and not problems:
+            corrected["scores"] += n
+        return unit, problems
+    return check
 
 
 def is_pleasantry(text: str) -> bool:

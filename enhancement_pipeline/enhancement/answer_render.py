@@ -37,7 +37,6 @@ _CODE_SPAN = re.compile(r"(`+)(.+?)\1")
 REMOVAL_REASONS = {
     "ticket_ids": "it named a ticket that is not in the history",
     "article_ids": "it named an article the knowledge base did not return",
-    "article_titles": "it gave an article a title that is not its own",
     "ip_addresses": "it named an IP address that is not in the ticket or the inventory",
     "placeholders": "it used a placeholder for a value it was never shown",
     "emails": "it wrote an e-mail address that is not in the ticket",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from enhancement_pipeline.enhancement.injection import shingles, words
@@ -63,6 +64,8 @@ class Grounds:
     forbidden: tuple[str, ...] = ()
     article_titles: dict[str, str] = field(default_factory=dict)
     ticket_scores: dict[str, float] = field(default_factory=dict)
+    article_urls: dict[str, str] = field(default_factory=dict)
+    """An article's URL (no trailing slash) to its id: a link to it is a citation."""
     mentioned_urls: frozenset[str] = frozenset()
     """URLs that appear in the ticket or the context's texts: the note may repeat them as text, not link them
     (only ``urls`` are link targets)."""
@@ -111,8 +114,10 @@ def mentioned_urls(text: str) -> set[str]:
             | {m.group(1) for m in _AUTOLINK.finditer(text)} | {m.group(3) for m in _LINK.finditer(text)})
 
 
-def ground(markdown: str, grounds: Grounds) -> Grounded:
-    """``markdown`` without the units and link targets that ``grounds`` does not support."""
+def ground(markdown: str, grounds: Grounds,
+           extra: Callable[[str], tuple[str, list[str]]] | None = None) -> Grounded:
+    """``markdown`` without the units and link targets that ``grounds`` does not support. ``extra(unit)``
+    adds checks: it returns the unit (possibly corrected) and its further problems."""
     removed: Counter = Counter()
     lines: list[str] = []
     for kind, units in _blocks(markdown):
@@ -122,8 +127,12 @@ def ground(markdown: str, grounds: Grounds) -> Grounded:
         kept = []
         for unit in units:
             link_fixes: Counter = Counter()
-            fixed = _fix_scores(_fix_links(unit, grounds, link_fixes), grounds, link_fixes)
+            unit = _cite_articles(unit, grounds)
+            fixed = _fix_titles(_fix_scores(_fix_links(unit, grounds, link_fixes), grounds, link_fixes), grounds,
+                                link_fixes)
             reasons = unit_problems(fixed, grounds)
+            if extra is not None and not reasons:
+                fixed, reasons = extra(fixed)
             # A unit that goes is counted once, by why it went, not also by the links inside it.
             removed.update(reasons or link_fixes)
             if not reasons and fixed.strip():
@@ -137,9 +146,6 @@ def unit_problems(unit: str, grounds: Grounds) -> list[str]:
     """Why ``unit`` (a list item or a sentence, links already checked) cannot stay: one reason per
     unknown reference; empty when it is grounded."""
     problems = ["ticket_ids" for t in mentioned_ticket_ids(unit) if t not in grounds.ticket_ids]
-    problems += ["article_titles" for article_id, _, title in _TITLE_AFTER_CITATION.findall(unit)
-                 if article_id in grounds.article_titles
-                 and _normal(title) != _normal(grounds.article_titles[article_id])]
     problems += ["article_ids" for a in ARTICLE_CITATION.findall(unit) if a not in grounds.article_ids]
     problems += ["ip_addresses" for ip in extract_ips(unit) if ip not in grounds.ips]
     # A dotted quad that is no address ("10.0.0.06": ipaddress rejects leading zeros) still claims one.
@@ -149,6 +155,41 @@ def unit_problems(unit: str, grounds: Grounds) -> list[str]:
     if not problems and grounds.echoes_forbidden(unit):
         problems.append("echoes")
     return problems
+
+
+def _cite_articles(unit: str, grounds: Grounds) -> str:
+    """An article a model named without its ``[KB:id]``, as a link to its URL or by its exact title (bold,
+    quoted or bare), cited as the context's article: the citation gets the title and link back later
+    (``render.link_citations``)."""
+    def link(m: re.Match) -> str:
+        article_id = grounds.article_urls.get(m.group(3).rstrip("/"))
+        return f"[KB:{article_id}]" if article_id and not m.group(1) else m.group(0)
+
+    unit = _LINK.sub(link, unit)
+    if ARTICLE_CITATION.search(unit):
+        return unit
+    for article_id, title in grounds.article_titles.items():
+        if len(words(title)) < 3:
+            continue  # a short title could be ordinary words of the prose
+        pattern = re.compile(r"(\*\*|\*|\"|“)?" + r"\W+".join(map(re.escape, title.split())) + r"(\*\*|\*|\"|”)?", re.I)
+        unit, n = pattern.subn(f"[KB:{article_id}]", unit, count=1)
+        if n:
+            break
+    return unit
+
+
+def _fix_titles(unit: str, grounds: Grounds, removed: Counter) -> str:
+    """A title written after a valid ``[KB:id]`` that is not the article's own (a paraphrase, or a claim
+    dressed as a title) is cut, and counted under ``article_titles``: the citation keeps the real one."""
+    def fix(m: re.Match) -> str:
+        article_id, title = m.group(1), m.group(3)
+        real = grounds.article_titles.get(article_id)
+        if real is None or _normal(title) == _normal(real):
+            return m.group(0)
+        removed["article_titles"] += 1
+        return f"[KB:{article_id}]"
+
+    return _TITLE_AFTER_CITATION.sub(fix, unit)
 
 
 def _fix_scores(unit: str, grounds: Grounds, removed: Counter) -> str:
@@ -213,8 +254,10 @@ def _blocks(markdown: str) -> list[tuple[str, list[str]]]:
     with its continuation lines, and ("paragraph", [sentence, ...]) for any other line."""
     blocks: list[tuple[str, list[str]]] = []
     for line in markdown.splitlines():
-        continues_item = (blocks and blocks[-1][0] == "item" and line.strip() and line.startswith((" ", "\t"))
-                          and not LIST_ITEM.match(line))
+        # An indented line after an item, a nested list item included, belongs to it: a sub-bullet
+        # ("  - Resolution: ...") goes with its parent rather than staying behind as an orphan.
+        continues_item = (blocks and blocks[-1][0] == "item" and line.strip() and line.startswith(("  ", "\t"))
+                          and not HEADING.match(line))
         if continues_item:
             blocks[-1][1][0] += "\n" + line
         elif LIST_ITEM.match(line) or HEADING.match(line):

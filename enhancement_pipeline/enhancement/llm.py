@@ -30,6 +30,8 @@ from openai import OpenAI
 from pydantic import BaseModel, ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
+from enhancement_pipeline.enhancement.answer import strict_schema
+
 log = logging.getLogger(__name__)
 
 # Timeouts, dropped connections, 429 and 5xx: worth another try. 4xx other than 429 is our fault and is not.
@@ -177,7 +179,7 @@ class LlmResource(dg.ConfigurableResource):
             return self._result(tally, text, None, rung, finish_reason=choice.finish_reason if choice else None,
                                 refusal=getattr(choice.message, "refusal", None) if choice else None)
         messages = request.messages if rung == "json_schema" else (request.json_object_messages or request.messages)
-        schema = request.answer_type.model_json_schema()
+        schema = strict_schema(request.answer_type)
         response_format = ({"type": "json_schema", "json_schema": {"name": "ticket_note", "strict": True,
                                                                    "schema": schema}}
                            if rung == "json_schema" else {"type": "json_object"})
@@ -256,11 +258,17 @@ class LlmResource(dg.ConfigurableResource):
 
 
 def _unfenced(content: str) -> str:
-    """``content`` without the Markdown code fence some models put round JSON even in JSON mode."""
+    """The JSON object in ``content``: without the Markdown code fence some models put round it even in JSON
+    mode, and without a sentence before or after it ("Here is the note: {...}"). A cut answer keeps its
+    start, so it still reads as JSON (and fails validation, not the "not JSON" test)."""
     text = content.strip()
     if text.startswith("```"):
         text = text.split("\n", 1)[1] if "\n" in text else ""
         text = text[: text.rfind("```")] if text.rstrip().endswith("```") else text
+        text = text.strip()
+    if not text.startswith("{") and "{" in text:
+        start, end = text.index("{"), text.rfind("}")
+        text = text[start:end + 1] if end > start else text[start:]
     return text.strip()
 
 

@@ -12,8 +12,15 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from enhancement_pipeline.enhancement.answer_checks import is_pleasantry
 from enhancement_pipeline.enhancement.excerpts import resolution_excerpt
-from enhancement_pipeline.enhancement.grounding import ARTICLE_CITATION, HEADING, SENTENCE_END, TICKET_CITATION
+from enhancement_pipeline.enhancement.grounding import (
+    ARTICLE_CITATION,
+    HEADING,
+    LIST_ITEM,
+    SENTENCE_END,
+    TICKET_CITATION,
+)
 from enhancement_pipeline.enhancement.injection import addresses_a_model
 from enhancement_pipeline.enhancement.prompts import MAX_NOTE_WORDS, SECTION_TITLES
 from enhancement_pipeline.enhancement.render import escape_markdown
@@ -22,13 +29,20 @@ from enhancement_pipeline.models import InventoryContext, KnowledgeContext, Simi
 SIMILAR, ARTICLES, SYSTEMS, STEPS = SECTION_TITLES
 SHORTENED = "*(shortened to stay within the note length limit)*"
 # A line that may open a section: a level 1-3 heading, or a bold line that is nothing but a section's title.
-_SECTION_LINE = re.compile(r"^\s{0,3}(?:#{1,3}\s+(.+?)\s*#*\s*|\*\*([^*]+?):?\*\*:?)\s*$")
+# A line that may open a section: a level 1-3 heading, a bold line (``**Similar Tickets:**``), or a short
+# plain or numbered line of heading words only (``1. Similar Resolved Tickets:``, ``Next Steps``).
+_SECTION_LINE = re.compile(r"^\s{0,3}(?:#{1,3}\s+(.+?)\s*#*\s*|(?:\d{1,2}[.)]\s+)?\*\*([^*]+?):?\*\*:?"
+                           r"|(?:\d{1,2}[.)]\s+)?([A-Za-z][A-Za-z /&-]{2,48}?):?)\s*$")
+_HEADING_WORDS = frozenset("""similar resolved tickets ticket related past previous knowledge base kb articles article
+    documentation docs systems system involved info information inventory affected ip addresses address hosts
+    recommended next steps step actions action recommendations suggested and of""".split())
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
 # How a heading the model wrote is matched to a spec section: by whole words, so "Similar tickets" or
 # "KB articles" count; checked in this order. A bold line must be the title itself.
-_SECTION_WORDS = ((STEPS, ("next steps", "recommended", "recommendations", "actions")),
-                  (SIMILAR, ("similar", "resolved tickets")), (ARTICLES, ("knowledge", "articles", "kb")),
-                  (SYSTEMS, ("systems", "inventory", "ip addresses")))
+_SECTION_WORDS = ((STEPS, ("next steps", "recommended", "recommendations", "actions", "steps")),
+                  (SIMILAR, ("similar", "resolved tickets", "related tickets", "past tickets", "previous tickets")),
+                  (ARTICLES, ("knowledge", "articles", "kb", "documentation")),
+                  (SYSTEMS, ("systems", "system", "inventory", "ip addresses", "affected hosts")))
 # Sections whose every line must cite a context item; the rest may reason in prose.
 _CITATION_REQUIRED = {SIMILAR: TICKET_CITATION, ARTICLES: ARTICLE_CITATION}
 
@@ -142,7 +156,9 @@ def arrange_sections(markdown: str, fallback: dict[str, list[str]], thin: set[st
         if _FENCE.match(line):
             in_fence = not in_fence
         heading = None if in_fence else _SECTION_LINE.match(line)
-        title = _section_of(heading.group(1), heading.group(2)) if heading else None
+        title = _section_of(heading.group(1), heading.group(2), heading.group(3)) if heading else None
+        if heading and heading.group(3) is not None and title is None:
+            heading = None  # a short plain line that names no section is content
         if heading and (title is not None or HEADING.match(line)):
             # A spec heading opens its section; another level 1-3 heading opens a section the spec does not
             # have (dropped). Bold lines naming no section, and level-4 headings, are content.
@@ -156,6 +172,9 @@ def arrange_sections(markdown: str, fallback: dict[str, list[str]], thin: set[st
             continue
         if current is None:
             changes["off_spec_lines"] += 1
+            continue
+        if current == STEPS and not in_fence and is_pleasantry(LIST_ITEM.sub("", line)):
+            changes["pleasantries"] += 1
             continue
         pattern = _CITATION_REQUIRED.get(current)
         if (pattern is not None and current not in thin and not in_fence and not _FENCE.match(line)
@@ -294,11 +313,15 @@ def _sentences(text: str) -> list[str]:
     return SENTENCE_END.split(text.strip())
 
 
-def _section_of(hash_heading: str | None, bold_line: str | None) -> str | None:
-    """The spec section a heading names: a ``#`` heading by its words, a bold line only by the whole title."""
-    text = " ".join(re.sub(r"[^a-z ]+", " ", (hash_heading or bold_line or "").lower()).split())
-    if bold_line is not None:
-        return next((t for t in SECTION_TITLES if text == t.lower()), None)
+def _section_of(hash_heading: str | None, bold_line: str | None, plain_line: str | None = None) -> str | None:
+    """The spec section a heading names, by its words. A bold or plain line counts only when it is short
+    and made of heading words alone ("Similar Tickets", "System Info"), so "**Restart the systems**" or
+    "1. Check the systems" stay content."""
+    text = " ".join(re.sub(r"[^a-z ]+", " ", (hash_heading or bold_line or plain_line or "").lower()).split())
+    if hash_heading is None:
+        words = text.split()
+        if not words or len(words) > 5 or not set(words) <= _HEADING_WORDS:
+            return None
     padded = f" {text} "
     for title, keys in _SECTION_WORDS:
         if any(f" {k} " in padded for k in keys):

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import openai
 
-from enhancement_pipeline.enhancement.answer import answer_model
-from enhancement_pipeline.enhancement.answer_checks import Seen
+from enhancement_pipeline.enhancement.answer import answer_model, strict_schema
+from enhancement_pipeline.enhancement.answer_checks import Seen, markdown_unit_check
 from enhancement_pipeline.enhancement.answer_render import removal_line, render_answer
 from enhancement_pipeline.enhancement.grounding import IP_LIKE, Grounds, ground, mentioned_urls
 from enhancement_pipeline.enhancement.injection import suspicious_spans
@@ -121,7 +121,8 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
             line = removal_line(removed)
             body = render_sections(rendered.sections, [line] if line else None)
         elif completion is not None:
-            grounded = ground(completion.text, grounds)
+            seen = Seen.of(list(_texts(data)), [s.hostname for s in data.inventory.items if s.hostname])
+            grounded = ground(completion.text, grounds, extra=markdown_unit_check(grounds, seen, removed))
             removed.update(grounded.removed)
             arranged = arrange_sections(grounded.markdown, fallback, thin)
             line = removal_line(removed)
@@ -160,7 +161,7 @@ def _note_request(data: _Redacted) -> NoteRequest:
     messages = build_messages(ticket_data, context, structured=True)
     return NoteRequest(messages=messages, answer_type=answer_type,
                        markdown_messages=build_messages(ticket_data, context),
-                       json_object_messages=json_object_messages(messages, answer_type.model_json_schema()),
+                       json_object_messages=json_object_messages(messages, strict_schema(answer_type)),
                        repair=repair_messages)
 
 
@@ -228,6 +229,7 @@ def _grounds(data: _Redacted, redactor: Redactor, request_url: Callable[[str], s
         ticket_ids=frozenset(own | {t.ticket_id for t in data.similar.items}),
         article_ids=frozenset(a.article_id for a in data.knowledge.items),
         article_titles={a.article_id: a.title for a in data.knowledge.items},
+        article_urls={a.url.rstrip("/"): a.article_id for a in data.knowledge.items if a.url},
         ticket_scores={t.ticket_id: t.score for t in data.similar.items},
         urls=frozenset(u.rstrip("/") for u in [*(a.url for a in data.knowledge.items if a.url),
                                                 *(request_url(t.ticket_id) for t in data.similar.items)]),

@@ -144,7 +144,9 @@ def test_more_ways_to_cite_are_checked():
             "- [KB:kb1] **Disable MFA for all users**\n- [KB:kb1] **Outlook safe mode** helps.\n"
             "- HTTP request 500 and step #3 are not tickets.\n#### Then follow ticket #990005")
     result = ground(note, grounds)
-    assert result.markdown == "- [KB:kb1] **Outlook safe mode** helps.\n- HTTP request 500 and step #3 are not tickets."
+    # A title that is not the article's own is cut, the citation stays (its real title comes with the link).
+    assert result.markdown == ("- [KB:kb1]\n- [KB:kb1] **Outlook safe mode** helps.\n"
+                               "- HTTP request 500 and step #3 are not tickets.")
     assert result.removed == {"ticket_ids": 6, "article_titles": 1}
 
 
