@@ -46,7 +46,7 @@ def build_resources(settings: Settings, tenants: Sequence[Tenant] | None = None)
                        for t in tenants],
             cache=RedisCacheResource(redis_url=redis_url)),
         "llm": LlmResource(base_url=settings.llm_base_url, api_key_env=settings.llm_api_key_env,
-                           model=settings.llm_model),
+                           model=settings.llm_model, structured_output=settings.llm_structured_output),
         "notes": NotePolicyResource(policies=[TenantNotePolicy.for_tenant(t) for t in tenants], redis_url=redis_url),
     }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +51,9 @@ class Settings(BaseSettings):
     llm_base_url: str = Field("https://openrouter.ai/api/v1", description="Any OpenAI-compatible endpoint.")
     llm_api_key_env: str = Field("LLM_API_KEY", description="Name of the env var holding the LLM key.")
     llm_model: str = Field("openai/gpt-4o-mini")
+    llm_structured_output: Literal["auto", "json_schema", "json_object", "markdown"] = Field(
+        "auto", description="Where the answer-format ladder starts (enhancement.llm): auto tries json_schema, then "
+                            "json_object, then the Markdown prompt.")
     llm_daily_token_budget: int | None = Field(2_000_000, ge=0, description="LLM tokens per UTC day for the tenant; "
                                                                             "then notes are deterministic.")
     notes_shadow_mode: bool = Field(False, description="Write notes into run metadata only; post nothing.")

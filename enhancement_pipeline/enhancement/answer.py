@@ -40,11 +40,14 @@ class _Strict(BaseModel):
 
 def strict_schema(model: type[BaseModel]) -> dict[str, Any]:
     """``model``'s JSON schema as OpenAI's strict mode wants it: every object with ``additionalProperties:
-    false`` and every property required (fields with defaults included), no ``default`` keywords. Why our
-    own: the openai SDK's converter (``to_strict_json_schema``) is private API."""
-    def walk(node: Any) -> Any:
+    false`` and every property required (fields with defaults included), no ``default`` keywords, and no
+    ``title`` keywords (pydantic's titles repeat the field names: tokens billed for nothing). Why our own: the
+    openai SDK's converter (``to_strict_json_schema``) is private API."""
+    def walk(node: Any, in_properties: bool = False) -> Any:
         if isinstance(node, dict):
-            node = {k: walk(v) for k, v in node.items() if k != "default"}
+            if in_properties:  # keys here are field names, one of which could be "title"
+                return {k: walk(v) for k, v in node.items()}
+            node = {k: walk(v, k == "properties") for k, v in node.items() if k not in ("default", "title")}
             if node.get("type") == "object" or "properties" in node:
                 node["additionalProperties"] = False
                 node["required"] = list((node.get("properties") or {}).keys())

@@ -243,7 +243,9 @@ def create_app(state: LlmSimState) -> Starlette:
             text, finish = text[: max_tokens * 4], "length"  # ~4 characters a token, as tokenizers average
         with state.lock:
             state.responses.append(text)
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages) * 4 // 3
+        # A strict schema is billed as prompt tokens by the real API too (~4 characters a token).
+        prompt_tokens = (sum(len(str(m.get("content", "")).split()) for m in messages) * 4 // 3
+                         + (len(json.dumps(response_format)) // 4 if kind == "json_schema" else 0))
         completion_tokens = max(len(text) // 4, len(text.split()) * 4 // 3)
         message = {"role": "assistant", "content": None if refusal else text, "refusal": refusal or None}
         return JSONResponse({

@@ -146,3 +146,22 @@ def test_a_note_without_the_model_quotes_data_as_text(db, sdp_state, llm_state, 
     assert "Download the" in html_to_text(posted)  # the poisoned texts were quoted
     assert 'href="https://evil.example' not in posted and 'href="//evil.example' not in posted
     assert "<b>" not in posted and posted.count("<h3>") == 4
+
+
+BENIGN_HELPDESK_PROSE = [
+    "They told me to ignore the password prompts and keep working.",
+    "Run Set-Mailbox -User <user> -HiddenFromAddressListsEnabled $true.",
+    "Please email the output to the vendor and attach it to the ticket.",
+    "Copy the output to a text file.",
+    "Enable developer mode in Windows settings to sideload the app.",
+    "### System log events",
+]
+
+
+def test_the_cues_leave_help_desk_prose_alone_and_still_see_the_attacks():
+    from enhancement_pipeline.enhancement.injection import addresses_a_model
+
+    flagged = [t for t in BENIGN_HELPDESK_PROSE if addresses_a_model(t)]
+    assert not flagged, flagged
+    seen = [a.name for a in ATTACKS if addresses_a_model(a.text)]
+    assert len(seen) >= len(ATTACKS) - 1, sorted({a.name for a in ATTACKS} - set(seen))
