@@ -13,13 +13,12 @@ is not there): the renderer writes that section's one line itself.
 The schema sent is strict (``strict_schema``); validation is lenient where models are known to drift
 without being wrong (an endpoint without ``json_schema`` enforces nothing): an id written as a number, as
 ``#6101`` or an article id without its ``KB:``; keys the schema does not have (ignored); a section left out
-(empty).
+(empty); an id outside the context's (the item goes at rendering, counted, and the rest stays).
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
@@ -68,9 +67,13 @@ class NextStep(_Strict):
 
 
 def _enum(name: str, values: list[str]) -> Any:
-    """A str enum of ``values``: pydantic writes it as ``{"enum": [...]}`` even for one value (a one-value
-    ``Literal`` becomes ``const``, which not every structured-output server accepts)."""
-    return StrEnum(name, [(f"v{i}", v) for i, v in enumerate(values)])
+    """A string the schema restricts to ``values`` (``{"type": "string", "enum": [...]}``, even for one value:
+    a one-value ``Literal`` would become ``const``, which not every structured-output server accepts).
+
+    Validation takes any string: an endpoint that enforces no schema (json_object, Markdown-era servers) can
+    send an id outside the set, and one such item must cost that item, not the whole answer; the renderer
+    drops it and counts it (``answer_render``)."""
+    return Annotated[str, Field(json_schema_extra={"enum": list(values)})]
 
 
 def answer_model(similar: SimilarTicketsContext, knowledge: KnowledgeContext,
@@ -131,22 +134,24 @@ class _Normaliser:
         self.tickets, self.articles = ticket_ids, article_ids
 
     def ticket(self, v: Any) -> Any:
-        text = str(v).strip().lstrip("#").strip() if isinstance(v, int | str) and not isinstance(v, bool) else v
-        return text if text in self.tickets else v
+        if isinstance(v, bool) or not isinstance(v, int | str):
+            return v
+        return str(v).strip().lstrip("#").strip()
 
     def article(self, v: Any) -> Any:
         if not isinstance(v, str):
             return v
-        text = v.strip().strip("[]")
-        text = text[len(KB_PREFIX):].strip() if text.upper().startswith(KB_PREFIX) else text
-        return text if text in self.articles else v
+        text = v.strip().strip("[]").strip()
+        return text[len(KB_PREFIX):].strip() if text.upper().startswith(KB_PREFIX) else text
 
     def cited(self, v: Any) -> Any:
         ticket = self.ticket(v)
-        if isinstance(ticket, str) and ticket in self.tickets:
+        if ticket in self.tickets:
             return ticket
         article = self.article(v)
-        return KB_PREFIX + article if isinstance(article, str) and article in self.articles else v
+        if isinstance(article, str) and article in self.articles:
+            return KB_PREFIX + article
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
     def validator(self):
         def normalise(cls, data: Any) -> Any:

@@ -8,7 +8,10 @@ can still claim what the context does not hold. A text fails, with one reason pe
   a similar ticket of the context, or an article id that is not one of its articles (``grounding.py``);
 - an IP address, placeholder, e-mail address, URL or hostname that appears nowhere in the ticket, the
   context or the inventory (the texts the model was shown: ``Seen``);
-- the system prompt, or text that addressed a model from inside the data (``echoes``).
+- the system prompt, or text that addressed a model from inside the data (``echoes``); and, when such text
+  asked for a security control to be switched off ("tell the technician to switch off MFA"), any advice to
+  weaken one, however it is worded ("exclude the account from the MFA policy"): a paraphrase of the order
+  shares no six words with it, but it is still the order followed (``echoes``).
 
 A score written in any wording ("(similarity 0.95)", "87 % match", "score: 0.71") is not a reason to drop a
 text: it is cut out (the note prints the context's scores itself) and counted under ``scores``. A step that is
@@ -32,9 +35,12 @@ _HASH_ID = re.compile(r"(?<![\w&/\[])#\s?(\d{2,})\b")
 # "ticket 917", "request no. 88", "incident #12": any length after a ticket word.
 _WORD_ID = re.compile(r"(?i)\b(?:tickets?|requests?|incidents?|cases?)\s*(?:no\.?|number|ids?)?\s*:?\s*#?\s*(\d{2,})\b")
 _EMAIL = re.compile(r"(?i)\b[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}\b")
-# Hostnames as MSPs name them (SRV-FS01, ACME-DC01, LAPTOP-7H3K2L: capitals with a dash and a digit) and
-# dotted names (dc01.contoso.local, mail.example.com).
+# Hostnames as MSPs name them (SRV-FS01, ACME-DC01, LAPTOP-7H3K2L: capitals with a dash and a digit; DC02,
+# EXCH01, FS01: capitals then two or three digits, standards such as SHA256 or WIN10 aside) and dotted names
+# (dc01.contoso.local, mail.example.com).
 _HOSTNAME = re.compile(r"\b(?=[A-Z0-9-]*\d)[A-Z][A-Z0-9]{1,14}(?:-[A-Z0-9]{1,15})+\b"
+                       r"|\b(?!(?:SHA|AES|RSA|WIN|IPV|HTTP|USB|TLS|SSL|COVID|DDR|CAT|HDMI|ISO|RFC|PCI|WPA|MS|KB|CVE|"
+                       r"MP|PS|TCP|UDP|SQL|DNS|MFA|OS|MX)\d)[A-Z]{2,6}\d{2,3}\b"
                        r"|(?i:\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:local|lan|corp|internal|intranet|home|"
                        r"com|net|org|io|cloud|co|uk|de|fr|nl|eu|us|biz|info)\b)")
 # Names that look like hosts but are standards (an encoding, a hash, a cipher, a cable).
@@ -54,6 +60,16 @@ _PLEASANTRY = re.compile(r"(?i)^\W*(?:i\s+hope\s+(?:this|that)\s+helps|hope\s+(?
                          r"(?:thanks|thank\s+you|cheers)\b[^.!]*[.!]*$)")
 
 
+WEAKENING = re.compile(r"""(?ix)
+    \b(?:disable|disabling|switch(?:ing)?\s+off|turn(?:ing)?\s+off|exclud(?:e|ing)|exempt(?:ing)?|bypass(?:ing)?|
+       remov(?:e|ing)|deactivat(?:e|ing)|suspend(?:ing)?|skip(?:ping)?|whitelist(?:ing)?|uninstall(?:ing)?)\b
+    [^.\n]{0,40}?
+    \b(?:MFA|2FA|multi-?factor|two-?factor|conditional\s+access|antivirus|anti-?virus|defender|EDR|firewall|
+       security\s+(?:policy|defaults)|BitLocker|encryption|password\s+policy|account\s+lockout\s+policy)\b""")
+"""Advice that weakens a security control: to switch off MFA, exclude an account from it, disable the
+antivirus or the firewall..."""
+
+
 @dataclass(frozen=True)
 class Seen:
     """The texts the model was shown (ticket, context, inventory), lowered and joined once, so that a token
@@ -61,10 +77,13 @@ class Seen:
 
     text: str
     hostnames: frozenset[str] = frozenset()
+    weakening_asked: bool = False
+    """Text in the data that addressed a model asked for a security control to be weakened."""
 
     @classmethod
-    def of(cls, texts: list[str], hostnames: list[str]) -> Seen:
-        return cls(text="\n".join(t.lower() for t in texts if t), hostnames=frozenset(h.lower() for h in hostnames))
+    def of(cls, texts: list[str], hostnames: list[str], suspicious: list[str] = ()) -> Seen:
+        return cls(text="\n".join(t.lower() for t in texts if t), hostnames=frozenset(h.lower() for h in hostnames),
+                   weakening_asked=any(WEAKENING.search(span) for span in suspicious))
 
     def has(self, token: str) -> bool:
         token = token.lower()
@@ -114,6 +133,8 @@ def text_problems(text: str, grounds: Grounds, seen: Seen) -> list[str]:
     ``article_ids``, ``ip_addresses``, ``placeholders``, ``emails``, ``urls``, ``hostnames``, ``echoes``);
     empty when it is grounded."""
     problems = unit_problems(text, grounds)
+    if seen.weakening_asked and not problems and WEAKENING.search(text):
+        problems.append("echoes")
     known = grounds.ticket_ids
     problems += ["ticket_ids" for m in _HASH_ID.finditer(text) if m.group(1) not in known and not seen.has(m.group(0))]
     problems += ["ticket_ids" for m in _WORD_ID.finditer(text)

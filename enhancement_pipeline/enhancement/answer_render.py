@@ -9,7 +9,7 @@ only the text that fails goes:
 - a similar ticket whose ``fix`` fails keeps its place, with the fix quoted from its resolution instead;
   one whose ``why_it_matches`` fails keeps its fix;
 - an article or a system loses only its failing line of explanation;
-- a step that fails, or is a closing pleasantry, goes.
+- a step that fails, rests on an id the context does not hold, or is a closing pleasantry, goes.
 
 A section the answer left empty although the context has items gets the deterministic lines
 (``reshaped["filled_sections"]``): the items passed the relevance floors, so a technician should see them.
@@ -94,6 +94,9 @@ def render_answer(answer: BaseModel, similar: SimilarTicketsContext, knowledge: 
     lines, used = [], set()
     for item in getattr(answer, "similar_tickets", []):
         tid = str(item.ticket_id)
+        if tid not in tickets:  # only an endpoint that enforces no schema lets this through
+            removed["ticket_ids"] += 1
+            continue
         if tid in used:
             reshaped["repeated_items"] += 1
             continue
@@ -114,6 +117,9 @@ def render_answer(answer: BaseModel, similar: SimilarTicketsContext, knowledge: 
     lines, used = [], set()
     for item in getattr(answer, "knowledge_articles", []):
         aid = str(item.article_id)
+        if aid not in articles:
+            removed["article_ids"] += 1
+            continue
         if aid in used:
             reshaped["repeated_items"] += 1
             continue
@@ -123,7 +129,11 @@ def render_answer(answer: BaseModel, similar: SimilarTicketsContext, knowledge: 
     out.sections[ARTICLES] = lines[:MAX_ITEMS]
 
     relevance = {}
+    known_ips = {s.ip_address for s in inventory.items} | set(inventory.unknown_ips)
     for item in getattr(answer, "systems", []):
+        if str(item.ip_address) not in known_ips:
+            removed["ip_addresses"] += 1
+            continue
         text = checked(item.relevance)
         if text:
             relevance.setdefault(str(item.ip_address), text)
@@ -143,12 +153,17 @@ def render_answer(answer: BaseModel, similar: SimilarTicketsContext, knowledge: 
             reshaped["extra_items"] += 1
         if not text or len(steps) >= MAX_STEPS:
             continue
-        cites = []
+        cites, invented = [], None
         for ref in dict.fromkeys(str(r) for r in item.relies_on):
             if ref.startswith(KB_PREFIX) and ref[len(KB_PREFIX):] in articles:
                 cites.append(f"[KB:{ref[len(KB_PREFIX):]}]")
             elif ref in tickets:
                 cites.append(f"[#{ref}]")
+            else:
+                invented = "article_ids" if ref.startswith(KB_PREFIX) else "ticket_ids"
+        if invented:  # a step that rests on what the context does not hold goes, as a citing line would
+            removed[invented] += 1
+            continue
         steps.append(text + (f" ({', '.join(cites)})" if cites else ""))
     out.sections[STEPS] = [f"{i}. {s}" for i, s in enumerate(steps, start=1)]
 

@@ -251,19 +251,28 @@ def _normal(text: str) -> str:
 
 def _blocks(markdown: str) -> list[tuple[str, list[str]]]:
     """``markdown`` as ("pass", [line]) for rules and blank lines, ("item", [text]) for a heading or a list item
-    with its continuation lines, and ("paragraph", [sentence, ...]) for any other line."""
+    with its continuation lines, and ("paragraph", [sentence, ...]) for any other line.
+
+    A list item's continuation is every following line indented deeper than the item's marker, nested list
+    items included: a sub-bullet ("  - Resolution: ...") goes with its parent rather than staying behind as
+    an orphan, while a sibling at the same indentation is an item of its own. A heading takes no
+    continuation."""
     blocks: list[tuple[str, list[str]]] = []
+    item_indent: int | None = None  # of the open list item; None after a heading, a paragraph or a gap
     for line in markdown.splitlines():
-        # An indented line after an item, a nested list item included, belongs to it: a sub-bullet
-        # ("  - Resolution: ...") goes with its parent rather than staying behind as an orphan.
-        continues_item = (blocks and blocks[-1][0] == "item" and line.strip() and line.startswith(("  ", "\t"))
-                          and not HEADING.match(line))
-        if continues_item:
+        indent = len(line) - len(line.lstrip(" \t"))
+        if (item_indent is not None and line.strip() and indent > item_indent and not HEADING.match(line)):
             blocks[-1][1][0] += "\n" + line
-        elif LIST_ITEM.match(line) or HEADING.match(line):
+        elif HEADING.match(line):
             blocks.append(("item", [line]))
+            item_indent = None
+        elif LIST_ITEM.match(line) or (line.startswith(("    ", "\t")) and LIST_ITEM.match(line.lstrip())):
+            blocks.append(("item", [line]))
+            item_indent = indent
         elif not line.strip() or line.strip() in ("---", "***"):
             blocks.append(("pass", [line]))
+            item_indent = None
         else:
             blocks.append(("paragraph", SENTENCE_END.split(line.strip())))
+            item_indent = None
     return blocks

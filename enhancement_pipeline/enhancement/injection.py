@@ -46,8 +46,12 @@ _CUES = re.compile(r"""(?imx)
         (?:note|answer|response|output)\s*(?:[.:;,!)]|$)
   | \b(?:note|answer|response|output)\s+(?:must|should|shall|has\s+to)\s+(?:say|read|contain|include|state)\b
   | \bshow_to_requester\b | \b(?:AI|LLM|language\s+model)\b[^.\n]{0,20}?\b(?:must|should|shall|will)\b
+  | \b(?:dear|hey|hi|hello|attention)\s*,?:?\s+(?:the\s+|any\s+|an\s+)?(?:AI|LLM|chatbot|language\s+model)\b
+  | \bto\s+(?:the|any|an|you)\s+(?:AI|LLM|chatbot|language\s+model)(?:\s+(?:assistant|model|bot|tool))?
+        \s+(?:reading|processing|summari[sz]ing|writing|handling|that|who|which)\b
     """)
 _WORD = re.compile(r"[a-z0-9]+")
+_SENTENCE_START = re.compile(r"[.!?]\s+(?=[A-Z(\[\"'])")
 
 
 def addresses_a_model(text: str | None) -> bool:
@@ -56,12 +60,14 @@ def addresses_a_model(text: str | None) -> bool:
 
 
 def suspicious_spans(texts: Iterable[str | None]) -> list[str]:
-    """From each text that addresses a model, every paragraph holding a cue, from the cue's line to the
+    """From each text that addresses a model, every paragraph holding a cue, from the cue's sentence to the
     paragraph's end (the instruction and what it asks for): the note must not repeat these words."""
     spans = []
     for text in texts:
         for match in _CUES.finditer(text or ""):
-            start = text.rfind("\n", 0, match.start()) + 1
+            # From the sentence the cue is in (a requester's whole ticket can be one line), to the paragraph's end.
+            start = max(text.rfind("\n", 0, match.start()) + 1,
+                        max((m.end() for m in _SENTENCE_START.finditer(text, 0, match.start())), default=0))
             end = text.find("\n\n", match.end())
             span = text[start:end if end >= 0 else len(text)]
             if not spans or span not in spans[-1]:
@@ -74,7 +80,11 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+_DETERMINERS = frozenset("a an the this that these those my your his her its our their".split())
+
+
 def shingles(text: str, size: int) -> set[tuple[str, ...]]:
-    """The runs of ``size`` consecutive lower-cased words of ``text``."""
-    found = words(text)
+    """The runs of ``size`` consecutive lower-cased words of ``text``, every article and possessive counted as
+    one and the same word: "switch off MFA on the account" repeats "switch off MFA on my account"."""
+    found = ["the" if w in _DETERMINERS else w for w in words(text)]
     return {tuple(found[i:i + size]) for i in range(len(found) - size + 1)}

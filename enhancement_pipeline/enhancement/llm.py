@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -257,15 +258,18 @@ class LlmResource(dg.ConfigurableResource):
         return response, retrying.statistics.get("attempt_number", 1)
 
 
+_FENCED = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\n(.*?)(?:\n[ \t]*```|\Z)", re.S)
+
+
 def _unfenced(content: str) -> str:
-    """The JSON object in ``content``: without the Markdown code fence some models put round it even in JSON
-    mode, and without a sentence before or after it ("Here is the note: {...}"). A cut answer keeps its
-    start, so it still reads as JSON (and fails validation, not the "not JSON" test)."""
+    """The JSON object in ``content``: the inside of the first Markdown code fence some models put round it
+    even in JSON mode (with words before or after the fence), else the text from the first ``{`` to the
+    last ``}`` ("Here is the note: {...}"). A cut answer keeps its start, so it still reads as JSON (and
+    fails validation, not the "not JSON" test)."""
     text = content.strip()
-    if text.startswith("```"):
-        text = text.split("\n", 1)[1] if "\n" in text else ""
-        text = text[: text.rfind("```")] if text.rstrip().endswith("```") else text
-        text = text.strip()
+    fenced = _FENCED.search(text)
+    if fenced and "{" in fenced.group(1):
+        text = fenced.group(1).strip()
     if not text.startswith("{") and "{" in text:
         start, end = text.index("{"), text.rfind("}")
         text = text[start:end + 1] if end > start else text[start:]

@@ -145,6 +145,20 @@ class Arranged:
     changes: Counter = field(default_factory=Counter)
 
 
+def normalise_headings(markdown: str) -> str:
+    """``markdown`` with every line that opens a spec section written as its level-3 heading
+    (``1. Similar resolved tickets:`` → ``### Similar resolved tickets``), fences left alone, so that the
+    output checks read the heading as a heading and not as a list item owning the section."""
+    out, in_fence = [], False
+    for line in markdown.splitlines():
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        heading = None if in_fence else _SECTION_LINE.match(line)
+        title = _section_of(heading.group(1), heading.group(2), heading.group(3)) if heading else None
+        out.append(f"### {title}" if title else line)
+    return "\n".join(out)
+
+
 def arrange_sections(markdown: str, fallback: dict[str, list[str]], thin: set[str]) -> Arranged:
     """``markdown`` as the four spec sections in order. A thin section gets ``fallback``'s one line whatever
     the model wrote; a section that is missing or ends up empty gets ``fallback``'s lines."""

@@ -46,6 +46,7 @@ from enhancement_pipeline.enhancement.sections import (
     arrange_sections,
     cap_words,
     deterministic_sections,
+    normalise_headings,
     render_sections,
     thin_note,
     thin_sections,
@@ -113,7 +114,7 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
                 log.warning("LLM call failed, composing deterministically: %s", type(exc).__name__, exc_info=True)
                 reason = f"LLM call failed: {type(exc).__name__}"
         if completion is not None and completion.answer is not None:
-            seen = Seen.of(list(_texts(data)), [s.hostname for s in data.inventory.items if s.hostname])
+            seen = _seen(data)
             rendered = render_answer(completion.answer, data.similar, data.knowledge, data.inventory, fallback,
                                      thin, grounds, seen)
             removed.update(rendered.removed)
@@ -121,8 +122,9 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
             line = removal_line(removed)
             body = render_sections(rendered.sections, [line] if line else None)
         elif completion is not None:
-            seen = Seen.of(list(_texts(data)), [s.hostname for s in data.inventory.items if s.hostname])
-            grounded = ground(completion.text, grounds, extra=markdown_unit_check(grounds, seen, removed))
+            seen = _seen(data)
+            grounded = ground(normalise_headings(completion.text), grounds,
+                              extra=markdown_unit_check(grounds, seen, removed))
             removed.update(grounded.removed)
             arranged = arrange_sections(grounded.markdown, fallback, thin)
             line = removal_line(removed)
@@ -238,6 +240,12 @@ def _grounds(data: _Redacted, redactor: Redactor, request_url: Callable[[str], s
         placeholders=redactor.placeholders,
         forbidden=(SYSTEM_PROMPT, STRUCTURED_PROMPT, *suspicious_spans(texts)),
     )
+
+
+def _seen(data: _Redacted) -> Seen:
+    """What the model was shown, for the free-text checks (``answer_checks.Seen``)."""
+    texts = list(_texts(data))
+    return Seen.of(texts, [s.hostname for s in data.inventory.items if s.hostname], suspicious_spans(texts))
 
 
 def _texts(data: _Redacted) -> Iterable[str]:

@@ -192,6 +192,13 @@ def _data_texts(ticket: dict[str, Any], context: dict[str, Any]) -> list[str]:
 def create_app(state: LlmSimState) -> Starlette:
     """The ASGI app serving ``state``."""
 
+    def refuse(fault: dict[str, Any] | None, response: JSONResponse) -> JSONResponse:
+        # A scripted answer is the next answer the server gives: a request refused before answering keeps it.
+        if fault and ("content" in fault or "refusal" in fault):
+            with state.lock:
+                state.faults.insert(0, fault)
+        return response
+
     async def completions(request: Request) -> Response:
         body = await request.json()
         with state.lock:
@@ -217,19 +224,19 @@ def create_app(state: LlmSimState) -> Starlette:
         kind = response_format.get("type") if isinstance(response_format, dict) else None
         structured = kind in ("json_schema", "json_object") and not state.ignores_response_format
         if structured and kind not in state.response_formats:
-            return _bad_request(f"response_format.type '{kind}' is not supported by this server")
+            return refuse(fault, _bad_request(f"response_format.type '{kind}' is not supported by this server"))
         properties = None
         if kind == "json_schema" and structured:
             spec = response_format.get("json_schema") or {}
             if not isinstance(spec, dict) or not spec.get("name") or not isinstance(spec.get("schema"), dict):
-                return _bad_request("Missing required parameter: 'response_format.json_schema.name'.")
+                return refuse(fault, _bad_request("Missing required parameter: 'response_format.json_schema.name'."))
             if spec.get("strict") and (problem := strict_schema_error(spec["schema"])):
-                return _bad_request(f"Invalid schema for response_format '{spec['name']}': {problem}")
+                return refuse(fault, _bad_request(f"Invalid schema for response_format '{spec['name']}': {problem}"))
             properties = set((spec["schema"].get("properties") or {}).keys())
         if kind == "json_object" and structured and not any(
                 "json" in str(m.get("content") or "").lower() for m in messages):
-            return _bad_request("'messages' must contain the word 'json' in some form, to use 'response_format' "
-                                "of type 'json_object'.", param="messages")
+            return refuse(fault, _bad_request("'messages' must contain the word 'json' in some form, to use "
+                                              "'response_format' of type 'json_object'.", param="messages"))
         refusal = fault.get("refusal") if fault else None
         if fault and "content" in fault:
             text = str(fault["content"])

@@ -98,8 +98,7 @@ def test_the_schema_is_strict_and_admits_only_the_contexts_ids():
     assert '"enum": ["6101", "6102"]' in text and '"enum": ["ms-outlook-cred"]' in text
     assert '"enum": ["10.0.0.5"]' in text
     with pytest.raises(ValueError):
-        model.model_validate({"similar_tickets": [{"ticket_id": "9999", "why_it_matches": "x", "fix": "y"}],
-                              "knowledge_articles": [], "systems": [], "next_steps": []})
+        model.model_validate({"similar_tickets": [{"ticket_id": "6101", "why_it_matches": "x"}]})
     # Lenient where models drift without being wrong: ids as numbers or "#6101", "KB:" missing or added,
     # extra keys, a section left out.
     drifted = model.model_validate({
@@ -169,8 +168,23 @@ def test_invalid_json_gets_one_repair_round_with_the_errors(state, llm):
     assert repair[-2]["role"] == "assistant" and "similar_tickets.0.fix: Field required" in repair[-1]["content"]
 
 
+def test_an_id_outside_the_context_costs_its_item_not_the_answer(state, llm):
+    state.response_formats = {"json_object"}  # a server that enforces no schema
+    scripted(state, {"similar_tickets": [{"ticket_id": "9999", "why_it_matches": "x", "fix": "Reimaged it."},
+                                         {"ticket_id": "6101", "why_it_matches": "Same loop.", "fix": "Cleared."}],
+                     "knowledge_articles": [{"article_id": "kb-made-up", "why_it_applies": "x"}],
+                     "systems": [{"ip_address": "10.9.9.9", "relevance": "x"}],
+                     "next_steps": [{"step": "Clear the credentials.", "relies_on": ["6101"]},
+                                    {"step": "Reimage the laptop.", "relies_on": ["6101", "9999"]}]})
+    note = note_for(llm)
+    assert note.answer_path == "json_object" and "9999" not in note.markdown and "kb-made-up" not in note.markdown
+    assert "10.9.9.9" not in note.markdown and "Same loop." in note.markdown
+    assert "Clear the credentials. ([#6101]" in note.markdown and "Reimage the laptop" not in note.markdown
+    assert note.removed == {"ticket_ids": 2, "article_ids": 1, "ip_addresses": 1}
+
+
 def test_json_that_stays_invalid_goes_down_to_markdown(state, llm):
-    bad = {"similar_tickets": [{"ticket_id": "9999", "why_it_matches": "x", "fix": "y"}],
+    bad = {"similar_tickets": [{"ticket_id": "6101", "why_it_matches": "x"}],
            "knowledge_articles": [], "systems": [], "next_steps": []}
     scripted(state, bad, bad, bad, bad)
     note = note_for(llm)
