@@ -9,7 +9,7 @@ EXTRAS ?= dev
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install demo test ui migrate clean bench-quality bench-latency bench-notes bench-floors faults
+.PHONY: install demo test ui migrate clean bench-quality bench-latency bench-notes bench-floors bench-fidelity bench-echo faults
 
 install: $(STAMP)
 
@@ -46,6 +46,14 @@ clean:
 
 bench-notes: $(STAMP)
 	$(BIN)/python benchmarks/note_checks.py
+
+# The note's checks on realistic answers of four model families: kept, removed, sections, per answer path.
+bench-fidelity: $(STAMP)
+	$(BIN)/python benchmarks/note_fidelity.py
+
+# How often the prompt-injection cues fire on ordinary help-desk text (shipped articles, ../shared/data tickets).
+bench-echo: $(STAMP)
+	$(BIN)/python benchmarks/echo_false_alarms.py
 
 # The similar-ticket and KB relevance floors, calibrated on related tickets against off-topic ones.
 bench-floors: $(STAMP)

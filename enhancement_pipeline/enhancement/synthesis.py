@@ -54,6 +54,7 @@ from enhancement_pipeline.enhancement.sections import (
 )
 from enhancement_pipeline.inventory.ip_addresses import extract_ips
 from enhancement_pipeline.models import InventoryContext, KnowledgeContext, Note, SimilarTicketsContext, Ticket
+from enhancement_pipeline.triage.key_details import details_line, key_details
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
     usage = (0, 0, 0)  # prompt tokens, completion tokens, attempts: billed even when the answer is unusable
     reason: str | None = None
     grounds = _grounds(data, redactor, request_url)
+    details = details_line(key_details(f"{ticket.subject}\n{ticket.description}", phone_region=privacy.phone_region),
+                           redact=redactor.redact)
     removed: Counter = Counter()
     arranged = Arranged(markdown="")
     if len(thin) == 3:
@@ -120,18 +123,19 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
             removed.update(rendered.removed)
             arranged = Arranged(markdown="", changes=rendered.reshaped)
             line = removal_line(removed)
-            body = render_sections(rendered.sections, [line] if line else None)
+            body = render_sections(rendered.sections, [x for x in (details, line) if x] or None)
         elif completion is not None:
             seen = _seen(data)
             grounded = ground(normalise_headings(completion.text), grounds,
                               extra=markdown_unit_check(grounds, seen, removed))
             removed.update(grounded.removed)
             arranged = arrange_sections(grounded.markdown, fallback, thin)
-            line = removal_line(removed)
-            body = (line + "\n\n" + arranged.markdown) if line else arranged.markdown
+            head = "\n".join(x for x in (details, removal_line(removed)) if x)
+            body = (head + "\n\n" + arranged.markdown) if head else arranged.markdown
         else:
             preamble = [f"*Composed without a language model ({escape_markdown(reason)}); the facts below come "
-                        "straight from the history, the knowledge base and the inventory.*", ""]
+                        "straight from the history, the knowledge base and the inventory.*", "",
+                        *([details, ""] if details else [])]
             body = render_sections(fallback, preamble)
     mode = "llm" if completion is not None else "deterministic"
     closing = footer(mode, PROMPT_VERSION, completion.model if completion else None)

@@ -132,6 +132,16 @@ def test_a_structured_answer_becomes_the_projects_note(state, llm):
         in note.markdown
     assert "`10.0.0.5`: EXCH01, mail server, Acme" in note.markdown
     assert note.prompt_tokens > 0 and note.completion_tokens > 0 and not note.removed
+    assert note.markdown.startswith("**Key details:** `10.0.0.5`\n")
+
+
+def test_key_details_are_the_tickets_own_with_personal_values_kept_out_of_the_event_log(state, llm):
+    ticket = TICKET.model_copy(update={"description": "Outlook fails with 0x80070005 for grant.hughes@acme.example "
+                                                      "on LAPTOP-7H3K2L since KB5034441."})
+    note = note_for(llm, ticket=ticket)
+    line = note.markdown.splitlines()[0]
+    assert line == ("**Key details:** `0x80070005` · `LAPTOP-7H3K2L` · `grant.hughes@acme.example` · `KB5034441`")
+    assert "grant.hughes@acme.example" not in note.redacted_markdown and "[EMAIL_1]" in note.redacted_markdown
 
 
 def test_an_older_server_gets_json_object_with_the_schema_in_the_prompt(state, llm):
