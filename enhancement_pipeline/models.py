@@ -39,6 +39,9 @@ class Ticket(BaseModel):
     category: str | None = None
     subcategory: str | None = None
     item: str | None = None
+    support_group: str | None = Field(default=None, description="SDP's group (the support group) the request is in.")
+    site: str | None = None
+    requester_id: str | None = Field(default=None, description="SDP's user id of the requester.")
     created_at: datetime | None = None
     resolved_at: datetime | None = None
     resolution: str | None = None

@@ -1,5 +1,8 @@
 """Writing resolved tickets into ``ticket_history``: COPY into a staging table, then one merge statement.
 
+Each row carries the request's labels (category, subcategory, item, priority, support group, technician,
+site, requester id: ``sql/0006``), which count as content like the texts.
+
 Two callers: the monthly backfill replaces a window (``window`` given: rows resolved in it that SDP no longer
 lists are deleted, unless the listing could not be shown complete), and ``resolved_ticket_sensor`` upserts
 what changed (no window). A row whose content did not change keeps its ``source`` and ``ingested_at``, so
@@ -22,15 +25,19 @@ Source = Literal["bulk_import", "sensor_resolved"]
 
 _STAGE = """
 CREATE TEMP TABLE IF NOT EXISTS history_stage (
-    ticket_id text, subject text, description text, resolution text, resolved_at timestamptz
+    ticket_id text, subject text, description text, resolution text, resolved_at timestamptz,
+    category text, subcategory text, item text, priority text, support_group text, technician text, site text,
+    requester_id text
 ) ON COMMIT DELETE ROWS
 """
 
 _MERGE = """
 WITH upserted AS (
     INSERT INTO ticket_history AS t (tenant_id, ticket_id, subject, description, resolution, resolved_at, source,
-                                     ingested_at)
-    SELECT %(tenant)s, s.ticket_id, s.subject, s.description, s.resolution, s.resolved_at, %(source)s, now()
+                                     ingested_at, category, subcategory, item, priority, support_group, technician,
+                                     site, requester_id)
+    SELECT %(tenant)s, s.ticket_id, s.subject, s.description, s.resolution, s.resolved_at, %(source)s, now(),
+           s.category, s.subcategory, s.item, s.priority, s.support_group, s.technician, s.site, s.requester_id
       FROM history_stage AS s
      -- ON CONFLICT computes the row's search vector before it finds the conflict: an unchanged row (the
      -- common case when a month is re-run) is left out here instead, ~30x cheaper. The window bounds let
@@ -39,13 +46,22 @@ WITH upserted AS (
            SELECT 1 FROM ticket_history AS c
             WHERE c.tenant_id = %(tenant)s AND c.ticket_id = s.ticket_id
               AND c.resolved_at >= %(start)s AND c.resolved_at < %(end)s
-              AND (c.subject, c.description, c.resolution, c.resolved_at)
-                  IS NOT DISTINCT FROM (s.subject, s.description, s.resolution, s.resolved_at))
+              AND (c.subject, c.description, c.resolution, c.resolved_at, c.category, c.subcategory, c.item,
+                   c.priority, c.support_group, c.technician, c.site, c.requester_id)
+                  IS NOT DISTINCT FROM (s.subject, s.description, s.resolution, s.resolved_at, s.category,
+                   s.subcategory, s.item, s.priority, s.support_group, s.technician, s.site, s.requester_id))
     ON CONFLICT (tenant_id, ticket_id) DO UPDATE
        SET subject = EXCLUDED.subject, description = EXCLUDED.description, resolution = EXCLUDED.resolution,
-           resolved_at = EXCLUDED.resolved_at, source = EXCLUDED.source, ingested_at = EXCLUDED.ingested_at
-     WHERE (t.subject, t.description, t.resolution, t.resolved_at)
-           IS DISTINCT FROM (EXCLUDED.subject, EXCLUDED.description, EXCLUDED.resolution, EXCLUDED.resolved_at)
+           resolved_at = EXCLUDED.resolved_at, source = EXCLUDED.source, ingested_at = EXCLUDED.ingested_at,
+           category = EXCLUDED.category, subcategory = EXCLUDED.subcategory, item = EXCLUDED.item,
+           priority = EXCLUDED.priority, support_group = EXCLUDED.support_group, technician = EXCLUDED.technician,
+           site = EXCLUDED.site, requester_id = EXCLUDED.requester_id
+     -- Labels count as content: a re-import fills the labels of rows imported before they were kept.
+     WHERE (t.subject, t.description, t.resolution, t.resolved_at, t.category, t.subcategory, t.item, t.priority,
+            t.support_group, t.technician, t.site, t.requester_id)
+           IS DISTINCT FROM (EXCLUDED.subject, EXCLUDED.description, EXCLUDED.resolution, EXCLUDED.resolved_at,
+            EXCLUDED.category, EXCLUDED.subcategory, EXCLUDED.item, EXCLUDED.priority, EXCLUDED.support_group,
+            EXCLUDED.technician, EXCLUDED.site, EXCLUDED.requester_id)
        -- A row written after this import listed SDP (by resolved_ticket_sensor) is newer than what it fetched.
        AND (%(fresh_since)s::timestamptz IS NULL OR t.ingested_at < %(fresh_since)s)
     RETURNING (xmax = 0) AS inserted
@@ -101,15 +117,18 @@ def merge_tickets(conn: psycopg.Connection, tenant_id: str, tickets: Iterable[Ti
         conn.execute(_STAGE)
         # A pooled connection may call this twice before its outer transaction commits.
         conn.execute("TRUNCATE history_stage")
-        with conn.cursor().copy("COPY history_stage (ticket_id, subject, description, resolution, resolved_at) "
-                                "FROM STDIN") as copy:
+        with conn.cursor().copy("COPY history_stage (ticket_id, subject, description, resolution, resolved_at, "
+                                "category, subcategory, item, priority, support_group, technician, site, "
+                                "requester_id) FROM STDIN") as copy:
             for t in tickets:
                 if t.tenant_id != tenant_id:
                     raise ValueError(f"ticket {t.ticket_id} belongs to tenant {t.tenant_id!r}, not {tenant_id!r}")
                 if t.ticket_id in seen:  # one row per ticket, or the merge would touch a row twice
                     continue
                 seen.add(t.ticket_id)
-                copy.write_row((t.ticket_id, t.subject, t.description, t.resolution, t.resolved_at))
+                copy.write_row((t.ticket_id, t.subject, t.description, t.resolution, t.resolved_at, t.category,
+                                t.subcategory, t.item, t.priority, t.support_group, t.technician, t.site,
+                                t.requester_id))
         if window is not None:
             conn.execute("ANALYZE history_stage")  # so the window's delete plans a hash anti-join
         start, end = window or (None, None)

@@ -146,7 +146,8 @@ class SdpState:
                     requester_email: str | None = None, status: str = "Open", technician: str | None = None,
                     created_millis: int | None = None, resolved_millis: int | None = None,
                     resolution_html: str | None = None, category: str | None = None,
-                    priority: str | None = None) -> dict[str, Any]:
+                    priority: str | None = None, subcategory: str | None = None, item: str | None = None,
+                    group: str | None = None, site: str | None = None) -> dict[str, Any]:
         """Create a request as SDP stores it (new v3 format) and return it."""
         if status not in _STATUSES:
             raise SimulatorError(400, 4001, f"status {status!r} does not exist", "status")
@@ -161,8 +162,10 @@ class SdpState:
             "status": _lookup(status, **_STATUSES[status]),
             "priority": _lookup(priority) if priority else None,
             "requester": _user(requester, requester_email), "technician": _user(technician) if technician else None,
-            "group": None, "site": None, "category": _lookup(category) if category else None,
-            "subcategory": None, "item": None, "template": _lookup("Default Request"),
+            "group": _lookup(group) if group else None, "site": _lookup(site) if site else None,
+            "category": _lookup(category) if category else None,
+            "subcategory": _lookup(subcategory) if subcategory else None, "item": _lookup(item) if item else None,
+            "template": _lookup("Default Request"),
             "request_type": _lookup("Incident"), "mode": _lookup("E-Mail"),
             "created_time": sdp_datetime(created), "last_updated_time": sdp_datetime(updated),
             "resolved_time": sdp_datetime(resolved_millis), "completed_time": None, "due_by_time": None,

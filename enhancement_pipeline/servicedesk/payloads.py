@@ -197,6 +197,8 @@ class SdpRequest(BaseModel):
     category: _Lookup | None = None
     subcategory: _Lookup | None = None
     item: _Lookup | None = None
+    group: _Lookup | None = None
+    site: _Lookup | None = None
     created_time: _DateTime | None = None
     last_updated_time: _DateTime | None = None
     resolved_time: _DateTime | None = None
@@ -216,8 +218,8 @@ class SdpRequest(BaseModel):
         # A subject of 12345 is the text "12345"; a null subject is an empty one.
         return _as_text(v)
 
-    @field_validator("status", "requester", "technician", "priority", "category", "subcategory", "item",
-                     mode="before")
+    @field_validator("status", "requester", "technician", "priority", "category", "subcategory", "item", "group",
+                     "site", mode="before")
     @classmethod
     def _lookups(cls, v: Any) -> Any:
         return _lookup_by_name(v)
@@ -289,6 +291,9 @@ def to_ticket(tenant_id: str, request: SdpRequest, resolution: str | None = None
         category=_name(request.category),
         subcategory=_name(request.subcategory),
         item=_name(request.item),
+        support_group=_name(request.group),
+        site=_name(request.site),
+        requester_id=request.requester.id if request.requester and request.requester.id else None,
         created_at=millis_to_datetime(request.created_time.value) if request.created_time else None,
         resolved_at=millis_to_datetime(resolved.value) if resolved else None,
         resolution=cut_text(resolution_clean, MAX_RESOLUTION_CHARS) if resolution_clean else None,

@@ -256,3 +256,26 @@ def test_a_backfill_neither_deletes_nor_overwrites_what_the_sensor_wrote_after_i
     # Without the guard (a backfill that listed after the sensor wrote), the window is made equal to SDP's list.
     load = merge_tickets(db, TENANT, [], "bulk_import", window=(start, end), listed_ids=["old"])
     assert load.deleted == 1
+
+
+def test_the_history_carries_the_labels_and_a_reimport_fills_them(db, sdp_state, resources, tenant):
+    month = "2026-05-01"
+    resolved = datetime_to_millis(datetime(2026, 5, 12, 10, tzinfo=UTC))
+    labelled = sdp_state.add_request(
+        subject="Outlook keeps asking for the password", description="<p>since this morning</p>",
+        requester="Dana Scully", technician="Fox Mulder", status="Resolved", created_millis=resolved - 3_600_000,
+        resolved_millis=resolved, resolution_html="<p>Cleared the cached credentials.</p>", category="Email",
+        subcategory="Outlook", item="Password prompt", priority="High", group="Messaging", site="Leeds")
+    assert dg.materialize(history_defs(tenant), resources=resources, partition_key=month).success
+    row = db.execute("SELECT category, subcategory, item, priority, support_group, technician, site, requester_id "
+                     "FROM ticket_history WHERE tenant_id = %s AND ticket_id = %s",
+                     (TENANT, labelled["id"])).fetchone()
+    assert row == ("Email", "Outlook", "Password prompt", "High", "Messaging", "Fox Mulder", "Leeds",
+                   labelled["requester"]["id"])
+    # A row imported before the labels were kept (here: its labels wiped) gets them from the next import.
+    db.execute("UPDATE ticket_history SET category = NULL, support_group = NULL WHERE ticket_id = %s",
+               (labelled["id"],))
+    result = dg.materialize(history_defs(tenant), resources=resources, partition_key=month)
+    assert result.success and metadata(result)["updated"] == 1
+    assert db.execute("SELECT category, support_group FROM ticket_history WHERE ticket_id = %s",
+                      (labelled["id"],)).fetchone() == ("Email", "Messaging")
