@@ -127,6 +127,13 @@ def answer_model(similar: SimilarTicketsContext, knowledge: KnowledgeContext,
     return create_model("TicketNote", __base__=_Strict, __validators__={"_ids": normal.validator()}, **fields)
 
 
+def _as_list(value: Any) -> list:
+    """``relies_on`` as a list: a lone id (``"6101"``, ``6101``) is a list of one, nothing is empty."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
 class _Normaliser:
     """Ids as models write them, put back in the context's form before the enums judge them."""
 
@@ -139,6 +146,8 @@ class _Normaliser:
         return str(v).strip().lstrip("#").strip()
 
     def article(self, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)
         if not isinstance(v, str):
             return v
         text = v.strip().strip("[]").strip()
@@ -164,7 +173,7 @@ class _Normaliser:
                     data[key] = [{**i, id_key: fix(i.get(id_key))} if isinstance(i, dict) else i for i in data[key]]
             if isinstance(data.get("next_steps"), list):
                 data["next_steps"] = [
-                    {**i, "relies_on": [self.cited(r) for r in i.get("relies_on") or []]} if isinstance(i, dict)
+                    {**i, "relies_on": [self.cited(r) for r in _as_list(i.get("relies_on"))]} if isinstance(i, dict)
                     else i for i in data["next_steps"]]
             return data
         return model_validator(mode="before")(normalise)

@@ -33,31 +33,47 @@ _PREFIXED_ID = re.compile(r"\b(?:(?:TKT|TICKET|REQ|INC|SR|CASE|CHG|PRB|RITM|TASK
 # list markers or steps numbered that way).
 _HASH_ID = re.compile(r"(?<![\w&/\[])#\s?(\d{2,})\b")
 # "ticket 917", "request no. 88", "incident #12": any length after a ticket word.
-_WORD_ID = re.compile(r"(?i)\b(?:tickets?|requests?|incidents?|cases?)\s*(?:no\.?|number|ids?)?\s*:?\s*#?\s*(\d{2,})\b")
-_EMAIL = re.compile(r"(?i)\b[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}\b")
+# Each optional separator brings its own whitespace: chained "\s*x?\s*" backtracks polynomially on long runs.
+_WORD_ID = re.compile(r"(?i)\b(?:tickets?|requests?|incidents?|cases?)(?:\s*(?:no\.?|number|ids?))?(?:\s*:)?(?:\s*#)?"
+                      r"\s*(\d{2,})\b")
+_EMAIL = re.compile(r"(?i)(?<![a-z0-9._%+-])[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}\b")
 # Hostnames as MSPs name them (SRV-FS01, ACME-DC01, LAPTOP-7H3K2L: capitals with a dash and a digit; DC02,
 # EXCH01, FS01: capitals then two or three digits, standards such as SHA256 or WIN10 aside) and dotted names
 # (dc01.contoso.local, mail.example.com).
-_HOSTNAME = re.compile(r"\b(?=[A-Z0-9-]*\d)[A-Z][A-Z0-9]{1,14}(?:-[A-Z0-9]{1,15})+\b"
+_HOSTNAME = re.compile(r"(?<![A-Za-z0-9-])(?=[A-Z0-9-]*\d)[A-Z][A-Z0-9]{1,14}(?:-[A-Z0-9]{1,15})+\b"
                        r"|\b(?!(?:SHA|AES|RSA|WIN|IPV|HTTP|USB|TLS|SSL|COVID|DDR|CAT|HDMI|ISO|RFC|PCI|WPA|MS|KB|CVE|"
-                       r"MP|PS|TCP|UDP|SQL|DNS|MFA|OS|MX)\d)[A-Z]{2,6}\d{2,3}\b"
+                       r"MP|PS|TCP|UDP|SQL|DNS|MFA|OS|MX|ARM|AMD|WOW|FAT|RAID|UTF|IE|DX|NTFS|EXT|GPT|MBR|DP|VGA|"
+                       r"PCIE|LTE|WIFI|SMB|SNMP|RDP|VNC|TPM|ESX|ESXI|HP|DL|ML|WD|ST|SATA|NVME|PG|MYSQL|PHP|ES|GB|"
+                       r"MB|KB|TB|MHZ|GHZ|FPS|HD|UHD|QHD|LGA|AM|IP|PDF|CSV|XML|JSON|BIOS|UEFI)\d)[A-Z]{2,6}\d{2,3}\b"
                        r"|(?i:\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:local|lan|corp|internal|intranet|home|"
                        r"com|net|org|io|cloud|co|uk|de|fr|nl|eu|us|biz|info)\b)")
 # Names that look like hosts but are standards (an encoding, a hash, a cipher, a cable).
 _NOT_HOSTS = re.compile(r"(?i)^(?:UTF|SHA|MD|AES|RSA|TLS|SSL|CAT|IEEE|ISO|RFC|PCI|WPA|IPV|X|DDR|USB|HTTP|HDMI|PS|"
                         r"COVID|KB|CVE|MS|WIN|W)(?:-[A-Z0-9]+)+$")
-_SCORE = re.compile(r"""(?ix)
-    \s*\(\s*(?:match|similarity|score|confidence|relevance|cosine)\b[^)]{0,20}?\d[^)]{0,8}\)
-  | \s*\(\s*\d{1,3}(?:\.\d+)?\s*%\s*(?:match|similar(?:ity)?)?\s*\)
-  | \s*\b(?:with\s+)?(?:an?\s+)?(?:match|similarity|relevance|confidence)(?:\s+score)?\s*(?:of|:|=|is)?\s*
-        (?:0?\.\d+|1\.0+|\d{1,3}\s*%)
-  | \s*\b\d{1,3}(?:\.\d+)?\s*%\s+(?:match|similar(?:ity)?)\b
-  | \s*\bscore(?:d)?\s*(?:of|:|=)?\s*(?:0?\.\d+|1\.0+)
+# No branch starts with whitespace (a leading "\s*" is quadratic on a long run of spaces); strip_scores tidies
+# the spaces left behind. A score in prose is a note's score only as a claim ("relevance score: 0.9", "Score
+# 0.9, almost the same issue", match and similarity wordings, anything in parentheses), not as a setting ("set
+# the relevance score of 0.5 in the search config").
+_SCORE = re.compile(r"""(?imx)
+    \(\s*(?:match|similarity|score|confidence|relevance|cosine)\b[^)]{0,20}?\d[^)]{0,8}\)
+  | \(\s*\d{1,3}(?:\.\d+)?\s*%\s*(?:match|similar(?:ity)?)?\s*\)
+  | \b(?:with\s+)?(?:an?\s+)?(?:match|similarity)(?:\s+score)?(?:\s*(?:of|:|=|is))?\s*(?:0?\.\d+|1\.0+|\d{1,3}\s*%)
+  | \b\d{1,3}(?:\.\d+)?\s*%\s+(?:match|similar(?:ity)?)\b
+  | \b(?:(?:relevance|confidence|similarity|match)\s+)?score\s*[:=]\s*(?:0?\.\d+|1\.0+)
+  | ^score\s+(?:0?\.\d+|1\.0+)\b
     """)
-_PLEASANTRY = re.compile(r"(?i)^\W*(?:i\s+hope\s+(?:this|that)\s+helps|hope\s+(?:this|that)\s+helps|let\s+me\s+know|"
-                         r"feel\s+free\s+to|good\s+luck|happy\s+to\s+help|please\s+(?:let\s+me|reach\s+out)|"
-                         r"if\s+you\s+(?:have|need)\s+(?:any\s+)?(?:further|more|other)?\s*(?:questions|help)|"
-                         r"(?:thanks|thank\s+you|cheers)\b[^.!]*[.!]*$)")
+# A whole line of courtesy, not a step: "Feel free to reboot the server" or "Let me know the results by calling
+# the user back" are steps and stay.
+_PLEASANTRY = re.compile(r"""(?ix)^\W*(?:
+    (?:i\s+)?hope\s+(?:this|that|it)\s+helps\b.*
+  | let\s+me\s+know\s+if\s+(?:you|there|anything)\b.*
+  | feel\s+free\s+to\s+(?:ask|reach\s+out|contact\s+me|get\s+in\s+touch)\b.*
+  | if\s+you\s+(?:have|need)\s+(?:any\s+)?(?:further|more|other)?\s*(?:questions|help|assistance)\s*[,.!]?\s*
+        (?:(?:just\s+)?(?:let\s+me\s+know|feel\s+free|ask|reach\s+out)\b.*)?
+  | good\s+luck\b[^.]*[.!]*
+  | happy\s+to\s+help\b.*
+  | (?:thanks|thank\s+you|cheers)(?:\s+(?:again|so\s+much|a\s+lot|in\s+advance|for\s+[^.!]{0,40}))?\s*[.!]*
+    )$""")
 
 
 WEAKENING = re.compile(r"""(?ix)
@@ -86,8 +102,14 @@ class Seen:
                    weakening_asked=any(WEAKENING.search(span) for span in suspicious))
 
     def has(self, token: str) -> bool:
+        """True when ``token`` is written in the input as a token of its own (a number is not "seen" because
+        its digits occur inside a date or an error code)."""
         token = token.lower()
-        return token in self.hostnames or token in self.text
+        if token in self.hostnames:
+            return True
+        # A part of a date, a version or a path ("12" of 2024-05-12, of 10.0.12) is not the token.
+        return re.search(rf"(?<![\w#./:-]){re.escape(token)}(?![\w/-]|\.\w)" if token[:1].isalnum() else
+                         rf"{re.escape(token)}(?![\w/-]|\.\w)", self.text) is not None
 
 
 def strip_scores(text: str) -> tuple[str, int]:
@@ -95,8 +117,14 @@ def strip_scores(text: str) -> tuple[str, int]:
     cleaned, n = _SCORE.subn("", text)
     if not n:
         return text, 0
-    # Spaces left behind are closed up, never a line's indentation (a nested list item keeps its place).
-    return re.sub(r"(?<=\S)[ \t]+([.,;:!?])", r"\1", re.sub(r"(?<=\S)[ \t]{2,}", " ", cleaned)).rstrip(), n
+    # Spaces left behind are closed up, never a line's indentation (a nested list item keeps its place), and
+    # so is the punctuation the score stood between ("offline, relevance score: 0.9." -> "offline.").
+    cleaned = re.sub(r"(?<=\S)[ \t]+([.,;:!?])", r"\1", re.sub(r"(?<=\S)[ \t]{2,}", " ", cleaned))
+    cleaned = re.sub(r"[,;:]+([.!?])", r"\1", cleaned)
+    cleaned = re.sub(r"(?m)^([ \t]*(?:[-*+]\s+|\d{1,3}[.)]\s+)?)[,;:]\s*(\w)",
+                     lambda m: m.group(1) + m.group(2).upper(), cleaned)
+    cleaned = re.sub(r"(?m)(?<=\S)[ \t]+[-–—]+[ \t]*$", "", cleaned)
+    return cleaned.rstrip(), n
 
 
 _PROJECT_SCORE = re.compile(r"\(match\s+[01](?:\.\d+)?\)")

@@ -28,8 +28,10 @@ TICKET_CITATION = re.compile(r"\[#\s*([A-Za-z0-9_-]+)\s*\]")
 ARTICLE_CITATION = re.compile(r"\[KB:\s*([^\]\s]+)\s*\]")
 # "ticket #123", "request no. 4711", "tickets 4242 and 5151", "incident 123640000000000017"; not "request 500"
 # (a status code): without "#", four digits or more.
-_TICKET_MENTION = re.compile(r"(?i)\b(?:tickets?|requests?|incidents?|cases?)\s*(?:no\.?|number|ids?)?\s*:?\s*"
-                             r"((?:#\s*\d+|\d{4,})(?:\s*(?:,|and|or|&)\s*(?:#\s*\d+|\d{4,}))*)\b")
+# Each optional separator brings its own whitespace: "\s*x?\s*:?\s*" chains backtrack polynomially on a long
+# run of spaces after "ticket".
+_TICKET_MENTION = re.compile(r"(?i)\b(?:tickets?|requests?|incidents?|cases?)(?:\s*(?:no\.?|number|ids?))?(?:\s*:)?"
+                             r"\s*((?:#\s*\d+|\d{4,})(?:\s*(?:,|and|or|&)\s*(?:#\s*\d+|\d{4,}))*)\b")
 _MENTIONED_ID = re.compile(r"#\s*(\d+)|(\d{4,})")
 # A bare "#990001": five digits or more (steps, error numbers and list markers are shorter).
 _BARE_ID = re.compile(r"(?<![\w&#/\[])#(\d{5,})\b")
@@ -166,12 +168,14 @@ def _cite_articles(unit: str, grounds: Grounds) -> str:
         return f"[KB:{article_id}]" if article_id and not m.group(1) else m.group(0)
 
     unit = _LINK.sub(link, unit)
-    if ARTICLE_CITATION.search(unit):
+    # A unit that cites a ticket names its subject, which is often an article's title too.
+    if ARTICLE_CITATION.search(unit) or TICKET_CITATION.search(unit):
         return unit
     for article_id, title in grounds.article_titles.items():
         if len(words(title)) < 3:
             continue  # a short title could be ordinary words of the prose
-        pattern = re.compile(r"(\*\*|\*|\"|“)?" + r"\W+".join(map(re.escape, title.split())) + r"(\*\*|\*|\"|”)?", re.I)
+        pattern = re.compile(r"(\*\*|\*|\"|“)?(?<!\w)" + r"\W+".join(map(re.escape, title.split()))
+                             + r"(?!\w)(\*\*|\*|\"|”)?", re.I)
         unit, n = pattern.subn(f"[KB:{article_id}]", unit, count=1)
         if n:
             break

@@ -46,7 +46,7 @@ _CUES = re.compile(r"""(?imx)
         (?:note|answer|response|output)\s*(?:[.:;,!)]|$)
   | \b(?:note|answer|response|output)\s+(?:must|should|shall|has\s+to)\s+(?:say|read|contain|include|state)\b
   | \bshow_to_requester\b | \b(?:AI|LLM|language\s+model)\b[^.\n]{0,20}?\b(?:must|should|shall|will)\b
-  | \b(?:dear|hey|hi|hello|attention)\s*,?:?\s+(?:the\s+|any\s+|an\s+)?(?:AI|LLM|chatbot|language\s+model)\b
+  | \b(?:dear|hey|hi|hello|attention)(?:\s*[,:]+)?\s+(?:the\s+|any\s+|an\s+)?(?:AI|LLM|chatbot|language\s+model)\b
   | \bto\s+(?:the|any|an|you)\s+(?:AI|LLM|chatbot|language\s+model)(?:\s+(?:assistant|model|bot|tool))?
         \s+(?:reading|processing|summari[sz]ing|writing|handling|that|who|which)\b
     """)

@@ -158,7 +158,7 @@ class LlmResource(dg.ConfigurableResource):
         try:
             for rung in RUNGS[start:]:
                 if rung in tally.skip:
-                    tally.steps.append(f"{rung}: skipped (the endpoint ignores response_format)")
+                    tally.steps.append(f"{rung}: skipped")
                     continue
                 done = self._rung(client, rung, request, tally)
                 if done is not None:
@@ -219,6 +219,8 @@ class LlmResource(dg.ConfigurableResource):
                 tally.steps.append(f"{rung}: {'invalid' if round_ == 'first' else 'still invalid after repair'} "
                                    f"({len(exc.errors())} error(s))")
                 if round_ == "repair" or request.repair is None:
+                    # The endpoint took the schema and still answered wrong: json_object would only repeat that.
+                    tally.skip.add("json_object")
                     return None
                 messages = request.repair(messages, content, errors)
                 continue

@@ -187,6 +187,13 @@ class Redactor:
         a placeholder and must not carry personal data into another service's URLs and logs)."""
         return re.sub(r"[ \t]{2,}", " ", PLACEHOLDER.sub(" ", self.redact(text))).strip()
 
+    def withheld(self, value: str) -> bool:
+        """True when ``value`` is, holds or is part of a secret this redactor has replaced (for text taken
+        from the raw ticket after redaction, which must not show what the placeholders withhold)."""
+        value = value.strip()
+        return bool(value) and any(kind == "SECRET" and (value in secret or secret in value)
+                                   for kind, secret in self._by_placeholder.values())
+
     def restore(self, text: str, transform: Callable[[str], str] | None = None) -> str:
         """``text`` with placeholders of restorable kinds put back (through ``transform`` when given, e.g. to
         escape them as Markdown); secrets and placeholders this redactor never handed out become

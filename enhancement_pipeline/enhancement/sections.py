@@ -28,11 +28,11 @@ from enhancement_pipeline.models import InventoryContext, KnowledgeContext, Simi
 
 SIMILAR, ARTICLES, SYSTEMS, STEPS = SECTION_TITLES
 SHORTENED = "*(shortened to stay within the note length limit)*"
-# A line that may open a section: a level 1-3 heading, or a bold line that is nothing but a section's title.
 # A line that may open a section: a level 1-3 heading, a bold line (``**Similar Tickets:**``), or a short
-# plain or numbered line of heading words only (``1. Similar Resolved Tickets:``, ``Next Steps``).
+# plain or numbered line of heading words only (``1. Similar Resolved Tickets:``, ``Next Steps``); a numbered
+# line only with its colon ("1. Related tickets" may be a step).
 _SECTION_LINE = re.compile(r"^\s{0,3}(?:#{1,3}\s+(.+?)\s*#*\s*|(?:\d{1,2}[.)]\s+)?\*\*([^*]+?):?\*\*:?"
-                           r"|(?:\d{1,2}[.)]\s+)?([A-Za-z][A-Za-z /&-]{2,48}?):?)\s*$")
+                           r"|\d{1,2}[.)]\s+([A-Za-z][A-Za-z /&-]{2,48}?):|([A-Za-z][A-Za-z /&-]{2,48}?):?)\s*$")
 _HEADING_WORDS = frozenset("""similar resolved tickets ticket related past previous knowledge base kb articles article
     documentation docs systems system involved info information inventory affected ip addresses address hosts
     recommended next steps step actions action recommendations suggested and of""".split())
@@ -154,7 +154,7 @@ def normalise_headings(markdown: str) -> str:
         if _FENCE.match(line):
             in_fence = not in_fence
         heading = None if in_fence else _SECTION_LINE.match(line)
-        title = _section_of(heading.group(1), heading.group(2), heading.group(3)) if heading else None
+        title = _heading_title(heading)
         out.append(f"### {title}" if title else line)
     return "\n".join(out)
 
@@ -170,8 +170,8 @@ def arrange_sections(markdown: str, fallback: dict[str, list[str]], thin: set[st
         if _FENCE.match(line):
             in_fence = not in_fence
         heading = None if in_fence else _SECTION_LINE.match(line)
-        title = _section_of(heading.group(1), heading.group(2), heading.group(3)) if heading else None
-        if heading and heading.group(3) is not None and title is None:
+        title = _heading_title(heading)
+        if heading and (heading.group(3) or heading.group(4)) and title is None:
             heading = None  # a short plain line that names no section is content
         if heading and (title is not None or HEADING.match(line)):
             # A spec heading opens its section; another level 1-3 heading opens a section the spec does not
@@ -325,6 +325,12 @@ def _cut_words(blocks: list[_Block], over: int, count: Callable[[str], int]) -> 
 
 def _sentences(text: str) -> list[str]:
     return SENTENCE_END.split(text.strip())
+
+
+def _heading_title(heading: re.Match | None) -> str | None:
+    if heading is None:
+        return None
+    return _section_of(heading.group(1), heading.group(2), heading.group(3) or heading.group(4))
 
 
 def _section_of(hash_heading: str | None, bold_line: str | None, plain_line: str | None = None) -> str | None:

@@ -92,7 +92,7 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
     reason: str | None = None
     grounds = _grounds(data, redactor, request_url)
     details = details_line(key_details(f"{ticket.subject}\n{ticket.description}", phone_region=privacy.phone_region),
-                           redact=redactor.redact)
+                           redact=redactor.redact, withheld=redactor.withheld)
     removed: Counter = Counter()
     arranged = Arranged(markdown="")
     if len(thin) == 3:
@@ -188,13 +188,17 @@ def restore_markdown(redactor: Redactor, markdown: str) -> str:
     fenced blocks (where an escape would be copied along with a command)."""
     out, last = [], 0
     for m in _CODE.finditer(markdown):
-        out += [redactor.restore(markdown[last:m.start()], transform=escape_markdown), redactor.restore(m.group(0))]
+        # Inside code a value goes back verbatim, less any backtick (it would close the span around it).
+        out += [redactor.restore(markdown[last:m.start()], transform=escape_markdown),
+                redactor.restore(m.group(0), transform=lambda value: value.replace("`", "'"))]
         last = m.end()
     out.append(redactor.restore(markdown[last:], transform=escape_markdown))
     return "".join(out)
 
 
-_CODE = re.compile(r"^\s{0,3}(```|~~~).*?^\s{0,3}\1[^\n]*$|(`+)[^`\n]+?\2", re.S | re.M)
+_CODE = re.compile(r"^\s{0,3}(```|~~~).*?^\s{0,3}\1[^\n]*$|(?<![\\`])(`+)(?!`)[^`\n]+?(?<![\\`])\2(?!`)",
+                   re.S | re.M)
+r"""Fenced blocks and code spans; a backtick escaped as ``\```` (escape_markdown's, in quoted text) opens none."""
 
 
 def _redact(r: Redactor, ticket: Ticket, similar: SimilarTicketsContext, knowledge: KnowledgeContext,

@@ -31,15 +31,16 @@ MAX_SHOWN = 12
 """Details the note's line shows at most; the rest are counted ("and 3 more")."""
 
 _HRESULT = re.compile(r"(?<![\w])0[xX]([0-9A-Fa-f]{8})(?![\w])")
-_EVENT_ID = re.compile(r"(?i)\bevent(?:\s+id|\s*#)?\s*[:=]?\s*(\d{1,5})\b")
-_HTTP_STATUS = re.compile(r"(?i)\bHTTP(?:/\d(?:\.\d)?)?\s*(?:status\s*)?(?:code\s*)?[:=]?\s*([1-5]\d\d)\b"
+# Each optional separator brings its own whitespace ("\s*x?\s*" chains backtrack polynomially on long runs).
+_EVENT_ID = re.compile(r"(?i)\bevent(?:\s+id|\s*#)?(?:\s*[:=])?\s*(\d{1,5})\b")
+_HTTP_STATUS = re.compile(r"(?i)\bHTTP(?:/\d(?:\.\d)?)?(?:\s*status)?(?:\s*code)?(?:\s*[:=])?\s*([1-5]\d\d)\b"
                           r"|\b([1-5]\d\d)\s+(?:Bad\s+Request|Unauthori[sz]ed|Forbidden|Not\s+Found|Method\s+Not\s+"
                           r"Allowed|Request\s+Timeout|Too\s+Many\s+Requests|Internal\s+Server\s+Error|Bad\s+Gateway|"
                           r"Service\s+Unavailable|Gateway\s+Time-?out)\b")
 _NDR = re.compile(r"(?<![\w.])([45]\.\d{1,3}\.\d{1,3})(?![\w.]|\.\d)")
 _MAIL_WORDS = re.compile(r"(?i)\b(?:NDR|non-?delivery|undeliverable|bounce[ds]?|delivery\s+(?:has\s+)?failed|"
                          r"smtp|mail\s+delivery|recipient|mailbox|relay|550|554|451|452|421)\b")
-_ERROR_NUMBER = re.compile(r"(?i)\berror(?:\s+code)?\s*[:#=]?\s*(\d{2,6})\b")
+_ERROR_NUMBER = re.compile(r"(?i)\berror(?:\s+code)?(?:\s*[:#=])?\s*(\d{2,6})\b")
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
                     r"(?![\w-])")
 _URL = re.compile(r"(?i)\bhttps?://[^\s<>\"'()\[\]]+")
@@ -62,7 +63,7 @@ _PRODUCT = re.compile(
     r"\b(Windows(?:\s+Server)?|Office|Microsoft\s+365|Outlook|Teams|Excel|Word|Exchange(?:\s+Server)?|SharePoint|"
     r"SQL\s+Server|iOS|iPadOS|Android|macOS|Chrome|Edge|Firefox|FortiClient|Citrix\s+Workspace|Ubuntu|Java|"
     r"Acrobat(?:\s+Reader)?|AnyConnect|Zoom)\s+(?:version\s+|v)?(\d+(?:\.\d+){0,3}|XP|Vista|R2|LTSC)(?:\s+R2)?(?![\w.])")
-_VERSION = re.compile(r"(?i)\b(?:version|ver\.?|build)\s*:?\s*(\d+(?:\.\d+){1,3})\b")
+_VERSION = re.compile(r"(?i)\b(?:version|ver\.?|build)(?:\s*:)?\s*(\d+(?:\.\d+){1,3})\b")
 
 
 class KeyDetails(BaseModel):
@@ -187,11 +188,13 @@ def key_details(text: str, phone_region: str | None = "US") -> KeyDetails:
     )
 
 
-def details_line(details: KeyDetails, redact: Callable[[str], str] = lambda v: v) -> str | None:
+def details_line(details: KeyDetails, redact: Callable[[str], str] = lambda v: v,
+                 withheld: Callable[[str], bool] = lambda v: False) -> str | None:
     """The note's one line of key details (Markdown), each value in a code span so it copies exactly, at
     most ``MAX_SHOWN`` of them; None when the ticket names none. ``redact`` turns personal values into the
-    note's placeholders (restored in the posted note, kept out of Dagster's event log)."""
-    items = details.items()
+    note's placeholders (restored in the posted note, kept out of Dagster's event log); a value ``withheld``
+    says is (part of) a secret is left out altogether ("password: WELCOME-2024" is no host to show)."""
+    items = [(kind, value) for kind, value in details.items() if not withheld(value)]
     if not items:
         return None
     shown = []
