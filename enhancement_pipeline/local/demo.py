@@ -84,6 +84,12 @@ class Stack:
         self.postgres.stop()
 
 
+def _how(note_meta: dict) -> str:
+    """How a note was written: "llm/json_schema", "llm/markdown", "deterministic"."""
+    mode, path = note_meta.get("mode", "-"), note_meta.get("answer_path")
+    return f"{mode}/{path}" if mode == "llm" and path and path != "none" else mode
+
+
 def _shown(path: Path) -> Path:
     """``path`` relative to the project when it is inside it (the default demo root), else as it is."""
     return path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path
@@ -351,14 +357,14 @@ def _report(instance, created, notes_for, ui_port, started, fresh: bool) -> int:
         print("\nits links (every one from the context: SDP request pages and article URLs):")
         for href, text in links:
             print(f"  {html.unescape(text)} -> {html.unescape(href)}")
-    print("\n" + f"{'request':>20}  {'subject':<40} {'similar':>7} {'KB':>3} {'systems':>7} {'mode':>13} "
+    print("\n" + f"{'request':>20}  {'subject':<40} {'similar':>7} {'KB':>3} {'systems':>7} {'mode':>16} "
           f"{'removed':>7} {'words':>5} {'notes':>5} {'seconds':>7}  run")
     for rid, t, n_notes, meta, seconds, status in rows:
         subject = (t.subject[:37] + "...") if len(t.subject) > 40 else t.subject
         note_meta = meta.get("note", {})
         print(f"{rid:>20}  {subject:<40} {meta.get('similar_tickets', '-'):>7} "
               f"{meta.get('knowledge_articles', '-'):>3} {meta.get('inventory_lookup', '-'):>7} "
-              f"{note_meta.get('mode', '-'):>13} "
+              f"{_how(note_meta):>16} "
               f"{note_meta.get('ungrounded_removed', '-'):>7} {note_meta.get('words', '-'):>5} {n_notes:>5} "
               f"{(f'{seconds:.1f}' if seconds is not None else '-'):>7}  {status}")
     notes_meta = [meta["note"] for _, _, _, meta, _, _ in rows if "note" in meta]
@@ -406,7 +412,8 @@ def _op_metadata(instance, run_id: str) -> dict:
         if "count" in metadata:
             counts[event.step_key] = metadata["count"].value
         if event.step_key == "synthesize_note":
-            counts["note"] = {k: metadata[k].value for k in ("mode", "ungrounded_removed", "prompt_tokens",
-                                                               "completion_tokens", "estimated_cost_usd", "words")
+            counts["note"] = {k: metadata[k].value for k in ("mode", "answer_path", "ungrounded_removed",
+                                                               "prompt_tokens", "completion_tokens",
+                                                               "estimated_cost_usd", "words")
                               if k in metadata}
     return counts
