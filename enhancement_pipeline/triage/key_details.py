@@ -44,8 +44,11 @@ _ERROR_NUMBER = re.compile(r"(?i)\berror(?:\s+code)?(?:\s*[:#=])?\s*(\d{2,6})\b"
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
                     r"(?![\w-])")
 _URL = re.compile(r"(?i)\bhttps?://[^\s<>\"'()\[\]]+")
+# Dotted names end in a top-level label hosts use: a two-letter country code, a common generic one, or an
+# internal one; "System.Net.WebException" or "Exchange.asmx" (.NET names, file names) are not hosts.
 _FQDN = re.compile(r"(?<![\w@.-])((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
-                   r"(?:local|lan|corp|internal|intranet|[A-Za-z]{2,24}))(?![\w-]|\.\w)")
+                   r"(?:local|lan|corp|internal|intranet|home|com|net|org|edu|gov|mil|int|io|biz|info|cloud|app|dev|"
+                   r"online|site|tech|[A-Za-z]{2}))(?![\w-]|\.\w)", re.I)
 # A name as MSPs give hosts: capitals with a dash and a digit (SRV-FS01, ACME-DC01, LAPTOP-7H3K2L) or capitals
 # then two or three digits (DC02, EXCH01); standards with the same shape are not hosts.
 _HOST = re.compile(r"(?<![\w.-])(?=[A-Z0-9-]*\d)[A-Z][A-Z0-9]{1,14}(?:-[A-Z0-9]{1,15})+(?![\w-]|\.\w)"
