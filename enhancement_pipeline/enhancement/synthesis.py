@@ -122,14 +122,15 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
             removed.update(rendered.removed)
             arranged = Arranged(markdown="", changes=rendered.reshaped)
             line = removal_line(removed)
-            body = render_sections(rendered.sections, [x for x in (details, line) if x] or None)
+            # Each its own paragraph: adjacent lines would run together in the posted HTML.
+            body = render_sections(rendered.sections, "\n\n".join(x for x in (details, line) if x).splitlines() or None)
         elif completion is not None:
             seen = _seen(data)
             grounded = ground(normalise_headings(completion.text), grounds,
                               extra=markdown_unit_check(grounds, seen, removed))
             removed.update(grounded.removed)
             arranged = arrange_sections(grounded.markdown, fallback, thin)
-            head = "\n".join(x for x in (details, removal_line(removed)) if x)
+            head = "\n\n".join(x for x in (details, removal_line(removed)) if x)
             body = (head + "\n\n" + arranged.markdown) if head else arranged.markdown
         else:
             preamble = [f"*Composed without a language model ({escape_markdown(reason)}); the facts below come "
