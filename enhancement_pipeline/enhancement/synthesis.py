@@ -90,7 +90,10 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
     steps: list[str] = []  # what the LLM ladder did, kept when its answer is unusable
     usage = (0, 0, 0)  # prompt tokens, completion tokens, attempts: billed even when the answer is unusable
     reason: str | None = None
-    grounds = _grounds(data, redactor, request_url)
+    texts = list(_texts(data))
+    spans = suspicious_spans(texts)  # read once: the grounds forbid them, the free-text checks look into them
+    grounds = _grounds(data, redactor, request_url, texts, spans)
+    seen = Seen.of(texts, [s.hostname for s in data.inventory.items if s.hostname], spans)
     details = _details(ticket, redactor, privacy)
     removed: Counter = Counter()
     arranged = Arranged(markdown="")
@@ -116,7 +119,6 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
                 log.warning("LLM call failed, composing deterministically: %s", type(exc).__name__, exc_info=True)
                 reason = f"LLM call failed: {type(exc).__name__}"
         if completion is not None and completion.answer is not None:
-            seen = _seen(data)
             rendered = render_answer(completion.answer, data.similar, data.knowledge, data.inventory, fallback,
                                      thin, grounds, seen)
             removed.update(rendered.removed)
@@ -125,7 +127,6 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
             # Each its own paragraph: adjacent lines would run together in the posted HTML.
             body = render_sections(rendered.sections, "\n\n".join(x for x in (details, line) if x).splitlines() or None)
         elif completion is not None:
-            seen = _seen(data)
             grounded = ground(normalise_headings(completion.text), grounds,
                               extra=markdown_unit_check(grounds, seen, removed))
             removed.update(grounded.removed)
@@ -239,10 +240,11 @@ def _redact(r: Redactor, ticket: Ticket, similar: SimilarTicketsContext, knowled
     )
 
 
-def _grounds(data: _Redacted, redactor: Redactor, request_url: Callable[[str], str]) -> Grounds:
+def _grounds(data: _Redacted, redactor: Redactor, request_url: Callable[[str], str], texts: list[str],
+             spans: list[str]) -> Grounds:
     """What the redacted context lets a note cite: the ids, article titles and URLs, IPs and placeholders
-    it holds, the URLs its texts mention (as text only), and the texts it may not repeat."""
-    texts = _texts(data)
+    it holds, the URLs its texts mention (as text only), and the texts it may not repeat. ``texts`` are
+    ``_texts(data)``, ``spans`` their ``suspicious_spans``."""
     ips = {ip for text in texts for ip in extract_ips(text)}
     ips |= {v for s in data.inventory.items for v in (s.ip_address, s.matched)}
     ips |= {token for text in texts for token in IP_LIKE.findall(text)}  # as written, leading zeros and all
@@ -260,14 +262,8 @@ def _grounds(data: _Redacted, redactor: Redactor, request_url: Callable[[str], s
         mentioned_urls=frozenset(u.rstrip("/") for text in texts for u in mentioned_urls(text)),
         ips=frozenset(ips),
         placeholders=redactor.placeholders,
-        forbidden=(SYSTEM_PROMPT, STRUCTURED_PROMPT, *suspicious_spans(texts)),
+        forbidden=(SYSTEM_PROMPT, STRUCTURED_PROMPT, *spans),
     )
-
-
-def _seen(data: _Redacted) -> Seen:
-    """What the model was shown, for the free-text checks (``answer_checks.Seen``)."""
-    texts = list(_texts(data))
-    return Seen.of(texts, [s.hostname for s in data.inventory.items if s.hostname], suspicious_spans(texts))
 
 
 def _texts(data: _Redacted) -> Iterable[str]:
