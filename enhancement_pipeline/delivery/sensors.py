@@ -15,13 +15,16 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
+from pydantic import ValidationError
 
 from enhancement_pipeline.delivery.failures import FAILURE_TAG
-from enhancement_pipeline.delivery.sweep import Attempts, SweepPolicy, TicketSeen, judge
+from enhancement_pipeline.delivery.sweep import Attempts, NewTicketPath, SweepPolicy, TicketSeen, judge, path_alive
 from enhancement_pipeline.enhancement.job import enhance_ticket
+from enhancement_pipeline.enhancement.sensors import new_ticket_sensor_name
 from enhancement_pipeline.servicedesk.client import SdpError
 from enhancement_pipeline.servicedesk.payloads import FINISHED_STATUSES
-from enhancement_pipeline.servicedesk.polling import raw_millis, raw_request_id, raw_text
+from enhancement_pipeline.servicedesk.polling import StreamCursor, raw_millis, raw_request_id, raw_text
 from enhancement_pipeline.servicedesk.resource import ServiceDeskResource
 from enhancement_pipeline.settings import Settings, get_settings
 from enhancement_pipeline.storage.postgres import PostgresResource
@@ -30,6 +33,9 @@ from enhancement_pipeline.tenants import Tenant
 MAX_LISTED = 5_000
 """Requests one sweep reads at most (50 pages): more than an MSP tenant opens in a day."""
 MAX_RUNS_PER_SWEEP = 100
+NEW_TICKET_SENSOR_STALE_S = 300.0
+"""A new-ticket sensor whose latest tick is older than this (or than the sweep's minimum age) has stopped working:
+the sweep no longer waits for it (its ticks come every few seconds while it works)."""
 TRIGGER_TAG = "enhancement/trigger"
 ATTEMPT_TAG = "enhancement/attempt"
 IN_FLIGHT = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
@@ -66,6 +72,32 @@ def attempts_by_ticket(instance: dg.DagsterInstance, tenant_id: str, since: date
             last_failure=last.dagster_run.tags.get(FAILURE_TAG)
             if last.dagster_run.status == dg.DagsterRunStatus.FAILURE else None)
     return out
+
+
+def new_ticket_path(instance: dg.DagsterInstance, sensor_name: str, now_s: float, stale_s: float) -> NewTicketPath:
+    """Where the sensor ``sensor_name`` stands: its stored cursor and whether its latest tick is healthy and
+    recent (``delivery.sweep.path_alive``), read from Dagster's schedule storage. Dagster has no public API for
+    another sensor's state; ``all_instigator_state`` and ``get_ticks`` are what its UI's sensor page reads."""
+    states = [s for s in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+              if s.instigator_name == sensor_name]
+    if not states:
+        return NewTicketPath(cursor=None, alive=False, state="no state in Dagster yet")
+    # One per code location that ever served it; the one ticking most recently is the live one.
+    state = max(states, key=lambda s: getattr(s.instigator_data, "last_tick_start_timestamp", None) or 0)
+    stopped = state.status == InstigatorStatus.STOPPED
+    ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, limit=1)
+    tick = ticks[0] if ticks else None
+    tick_s = (tick.end_timestamp or tick.timestamp) if tick else None
+    alive = path_alive(stopped=stopped, tick_status=tick.status.value if tick else None, tick_s=tick_s,
+                       now_s=now_s, stale_s=stale_s)
+    raw = getattr(state.instigator_data, "cursor", None)
+    try:
+        cursor = StreamCursor.model_validate_json(raw) if raw else None
+    except ValidationError:
+        cursor = None
+    words = "stopped" if stopped else (f"latest tick {tick.status.value} {now_s - tick_s:.0f} s ago" if tick
+                                       else "no tick yet")
+    return NewTicketPath(cursor=cursor, alive=alive, state=words)
 
 
 def build_delivery_sweep(tenant: Tenant, settings: Settings | None = None,
@@ -109,12 +141,17 @@ def build_delivery_sweep(tenant: Tenant, settings: Settings | None = None,
                 " AND ticket_id = ANY(%s)", (tenant_id, [t.ticket_id for t in seen]))}
         # Runs since a little before the oldest listed ticket: its first run may have been queued before it.
         attempts = attempts_by_ticket(context.instance, tenant_id, since - timedelta(minutes=5))
+        # A ticket the new-ticket sensor has not reached yet is its own, as long as that sensor is alive: a
+        # burst takes it several ticks to queue, and a second run of the same ticket only wastes a worker.
+        path = new_ticket_path(context.instance, new_ticket_sensor_name(tenant_id), time.time(),
+                               stale_s=max(policy.min_age_s, NEW_TICKET_SENSOR_STALE_S))
 
         requests, skipped = [], []
         for ticket in seen:
             tried = attempts.get(ticket.ticket_id, Attempts())
             verdict = judge(ticket, posted=ticket.ticket_id in posted, attempts=tried,
-                            finished_statuses=FINISHED_STATUSES, now_s=time.time(), policy=policy)
+                            finished_statuses=FINISHED_STATUSES, now_s=time.time(), policy=policy,
+                            new_ticket_path=path)
             if verdict.action == "skip":
                 skipped.append(f"{ticket.ticket_id}: {verdict.reason}")
             elif verdict.action == "enhance" and len(requests) < MAX_RUNS_PER_SWEEP:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from enhancement_pipeline.servicedesk.polling import StreamCursor
+
 FINISHED_FOR_GOOD = frozenset({"ticket_not_found", "unreadable_ticket"})
 """``FAILURE_TAG`` values after which another attempt cannot help (a 401/403 can: the key may be fixed)."""
 
@@ -49,15 +51,47 @@ class Attempts:
 
 
 @dataclass(frozen=True)
+class NewTicketPath:
+    """Where the tenant's new-ticket sensor stands, as Dagster's sensor storage shows it.
+
+    ``cursor``: its ``StreamCursor`` (None before its first tick, or when unreadable). ``alive``: it is not
+    stopped and its latest tick either is still running or ended without an error, within ``stale_s`` (see
+    ``path_alive``). While it is alive, a ticket beyond its cursor is still on its way to a run: the sweep leaves
+    it alone, however old it is (a burst of hundreds of tickets takes the sensor several ticks, and more than the
+    sweep's minimum age, to queue). When it is not alive (stopped, failing, or its daemon down), the sweep takes
+    every ticket older than its minimum age."""
+
+    cursor: StreamCursor | None
+    alive: bool
+    state: str
+    """A few words for the sweep's log: ``latest tick SUCCESS 4 s ago``, ``stopped``..."""
+
+    def will_reach(self, ticket: TicketSeen) -> bool:
+        """Whether the new-ticket sensor is alive and has not yet passed ``ticket``."""
+        return self.alive and (self.cursor is None or not self.cursor.handled(ticket.created_ms, ticket.ticket_id))
+
+
+def path_alive(*, stopped: bool, tick_status: str | None, tick_s: float | None, now_s: float,
+               stale_s: float) -> bool:
+    """Whether a sensor is doing its job: not ``stopped``, its latest tick (``tick_status``: Dagster's
+    ``TickStatus`` name; ``tick_s``: when it ended, or started while ``STARTED``, epoch seconds) is no
+    ``FAILURE`` and is younger than ``stale_s``. No tick at all: not alive."""
+    if stopped or tick_status is None or tick_s is None or tick_status == "FAILURE":
+        return False
+    return now_s - tick_s < stale_s
+
+
+@dataclass(frozen=True)
 class Verdict:
     action: Literal["enhance", "skip", "done"]
     reason: str
 
 
 def judge(ticket: TicketSeen, *, posted: bool, attempts: Attempts, finished_statuses: frozenset[str],
-          now_s: float, policy: SweepPolicy = SweepPolicy()) -> Verdict:
+          now_s: float, policy: SweepPolicy = SweepPolicy(), new_ticket_path: NewTicketPath | None = None) -> Verdict:
     """What the sweep does with ``ticket``: ``done`` (it has its note), ``skip`` (with the reason) or
-    ``enhance`` (with the reason the new run carries in its tags)."""
+    ``enhance`` (with the reason the new run carries in its tags). ``new_ticket_path``: where the new-ticket
+    sensor stands (None: not known, the sweep judges by age alone)."""
     if posted:
         return Verdict("done", "has its note")
     age_s = now_s - ticket.created_ms / 1000
@@ -66,6 +100,9 @@ def judge(ticket: TicketSeen, *, posted: bool, attempts: Attempts, finished_stat
         return Verdict("skip", f"{ticket.status} in SDP {minutes} after creation, before it got a note: left alone")
     if attempts.in_flight:
         return Verdict("skip", "a run is queued or in progress")
+    if attempts.count == 0 and new_ticket_path is not None and new_ticket_path.will_reach(ticket):
+        return Verdict("skip", f"not yet reached by the new-ticket sensor ({new_ticket_path.state}): "
+                               "still the new-ticket sensor's")
     if attempts.last_failure in FINISHED_FOR_GOOD:
         return Verdict("skip", f"its last run failed for good ({attempts.last_failure}): see that run")
     if age_s < policy.min_age_s:

@@ -17,11 +17,26 @@ from enhancement_pipeline.tenants import Tenant
 MAX_RUNS_PER_TICK = 200
 
 
+def new_ticket_sensor_name(tenant_id: str) -> str:
+    """The tenant's new-ticket sensor (the delivery sweep reads its cursor by this name)."""
+    return f"{tenant_id}__new_ticket_sensor"
+
+
+def already_run(instance: dg.DagsterInstance, tenant_id: str, ticket_ids: list[str]) -> dict[str, str]:
+    """{ticket id: run id} for those of ``ticket_ids`` that already have an ``enhance_ticket`` run of this
+    tenant (the delivery sweep's, one launched by hand, or this sensor's own from a tick Dagster resumed)."""
+    if not ticket_ids:
+        return {}
+    records = instance.get_run_records(filters=dg.RunsFilter(
+        job_name=enhance_ticket.name, tags={"tenant": tenant_id, "ticket_id": ticket_ids}))
+    return {r.dagster_run.tags["ticket_id"]: r.dagster_run.run_id for r in records}
+
+
 def build_new_ticket_sensor(tenant: Tenant, settings: Settings | None = None) -> dg.SensorDefinition:
     """``<tenant>__new_ticket_sensor``: polls ``created_time`` and launches one enhance_ticket run per request.
     Its interval and first-tick lookback come from ``settings`` (default: the environment's)."""
     tenant_id = tenant.tenant_id
-    name = f"{tenant_id}__new_ticket_sensor"
+    name = new_ticket_sensor_name(tenant_id)
     settings = settings or get_settings()
 
     @dg.sensor(name=name, job=enhance_ticket, minimum_interval_seconds=settings.new_ticket_sensor_interval_s,
@@ -92,6 +107,12 @@ def build_new_ticket_sensor(tenant: Tenant, settings: Settings | None = None) ->
                                        cursor=cursor.model_dump_json())
         if skipped:
             context.log.info(f"skipped {len(skipped)} already finished request(s): {', '.join(skipped)}")
+        # A ticket the delivery sweep reached first (this sensor was down or failing) has its run already.
+        ran = already_run(context.instance, tenant_id, [r.tags["ticket_id"] for r in run_requests])
+        if ran:
+            context.log.info(f"{len(ran)} request(s) already have a run, none requested again: "
+                             + ", ".join(f"{t} (run {run_id[:8]})" for t, run_id in ran.items()))
+            run_requests = [r for r in run_requests if r.tags["ticket_id"] not in ran]
         return dg.SensorResult(run_requests=run_requests, cursor=cursor.model_dump_json())
 
     return new_ticket_sensor

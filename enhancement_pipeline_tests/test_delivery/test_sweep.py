@@ -10,9 +10,11 @@ import pytest
 
 from enhancement_pipeline.delivery.failures import FAILURE_TAG
 from enhancement_pipeline.delivery.sensors import ATTEMPT_TAG, TRIGGER_TAG, build_delivery_sweep
-from enhancement_pipeline.delivery.sweep import Attempts, SweepPolicy, TicketSeen, judge
+from enhancement_pipeline.delivery.sweep import Attempts, NewTicketPath, SweepPolicy, TicketSeen, judge, path_alive
 from enhancement_pipeline.enhancement.job import enhance_ticket
+from enhancement_pipeline.enhancement.sensors import build_new_ticket_sensor, new_ticket_sensor_name
 from enhancement_pipeline.servicedesk.payloads import FINISHED_STATUSES
+from enhancement_pipeline.servicedesk.polling import StreamCursor
 from enhancement_pipeline_tests.conftest import TENANT
 from enhancement_pipeline_tests.helpers import run_enhance
 
@@ -20,10 +22,32 @@ NOW = 1_800_000_000.0
 POLICY = SweepPolicy(min_age_s=600, retry_wait_s=600, max_attempts=3)
 
 
-def verdict(age_min: float = 30, status: str | None = "Open", posted: bool = False, **attempts):
+def verdict(age_min: float = 30, status: str | None = "Open", posted: bool = False, path=None, **attempts):
     ticket = TicketSeen("1", created_ms=int((NOW - age_min * 60) * 1000), status=status)
     return judge(ticket, posted=posted, attempts=Attempts(**attempts), finished_statuses=FINISHED_STATUSES,
-                 now_s=NOW, policy=POLICY)
+                 now_s=NOW, policy=POLICY, new_ticket_path=path)
+
+
+def test_a_ticket_the_live_new_ticket_sensor_has_not_reached_is_left_to_it_however_old():
+    behind = StreamCursor(ms=int((NOW - 40 * 60) * 1000), ids_at_ms=["0"])  # the sensor is 40 min behind
+    assert verdict(path=NewTicketPath(behind, alive=True, state="latest tick STARTED 70 s ago")).reason == (
+        "not yet reached by the new-ticket sensor (latest tick STARTED 70 s ago): still the new-ticket sensor's")
+    assert verdict(path=NewTicketPath(None, alive=True, state="first tick")).action == "skip"
+    # Passed by the sensor, it is the sweep's again; so is everything once the sensor has stopped working.
+    passed = StreamCursor(ms=int((NOW - 29 * 60) * 1000))
+    assert verdict(path=NewTicketPath(passed, alive=True, state="ok")).action == "enhance"
+    assert verdict(path=NewTicketPath(behind, alive=False, state="stopped")).action == "enhance"
+    # A ticket with a run behind it was reached (by the sensor or by hand): the age rules apply.
+    assert verdict(path=NewTicketPath(behind, alive=True, state="ok"), count=1, last_ended_s=NOW - 1200
+                   ).action == "enhance"
+
+
+def test_a_sensor_is_alive_while_its_latest_tick_is_recent_and_not_a_failure():
+    alive = lambda **kw: path_alive(**{"stopped": False, "tick_status": "SUCCESS", "tick_s": NOW - 10,  # noqa: E731
+                                       "now_s": NOW, "stale_s": 300, **kw})
+    assert alive() and alive(tick_status="STARTED", tick_s=NOW - 200) and alive(tick_status="SKIPPED")
+    assert not alive(stopped=True) and not alive(tick_status="FAILURE") and not alive(tick_s=NOW - 400)
+    assert not alive(tick_status=None, tick_s=None)
 
 
 def test_judge_enhances_only_a_ticket_that_needs_it_and_says_why_not_otherwise():
@@ -115,3 +139,70 @@ def test_an_sdp_outage_skips_the_sweep_with_the_reason(db, sdp_state, resources,
     sdp_state.faults.append(Fault(match=r"GET /api/v3/requests$", status=503, sdp_code=4004, times=50))
     result, _ = sweep(tenant, resources, instance, cursor=str(int(time.time() * 1000) - 3600_000))
     assert not result.run_requests and "SDP unavailable" in result.skip_reason.skip_message
+
+
+def record_new_ticket_tick(instance, cursor: StreamCursor, status: str, age_s: float) -> None:
+    """The new-ticket sensor's state and latest tick as the daemon stores them (origin, cursor, tick)."""
+    from dagster._core.remote_origin import (
+        RegisteredCodeLocationOrigin,
+        RemoteInstigatorOrigin,
+        RemoteRepositoryOrigin,
+    )
+    from dagster._core.scheduler.instigation import (
+        InstigatorState,
+        InstigatorStatus,
+        InstigatorType,
+        SensorInstigatorData,
+        TickData,
+        TickStatus,
+    )
+    from dagster._utils.error import SerializableErrorInfo
+
+    now = time.time()
+    origin = RemoteInstigatorOrigin(RemoteRepositoryOrigin(RegisteredCodeLocationOrigin("enhancement_pipeline"),
+                                                           "__repository__"), new_ticket_sensor_name(TENANT))
+    state = InstigatorState(origin, InstigatorType.SENSOR, InstigatorStatus.DECLARED_IN_CODE,
+                            SensorInstigatorData(cursor=cursor.model_dump_json(),
+                                                 last_tick_start_timestamp=now - age_s))
+    if instance.get_instigator_state(state.instigator_origin_id, state.selector_id):
+        instance.update_instigator_state(state)
+    else:
+        instance.add_instigator_state(state)
+    instance.create_tick(TickData(instigator_origin_id=state.instigator_origin_id, instigator_name=state.name,
+                                  instigator_type=InstigatorType.SENSOR, status=TickStatus(status),
+                                  timestamp=now - age_s, selector_id=state.selector_id,
+                                  error=SerializableErrorInfo("SdpServerError: 503", [], "SdpServerError")
+                                  if status == "FAILURE" else None))
+
+
+def test_a_burst_the_new_ticket_sensor_is_still_queuing_gets_no_second_run(db, sdp_state, resources, tenant,
+                                                                            instance):
+    """The fault matrix's burst: 300 tickets take the new-ticket sensor several ticks (200 runs each) and more
+    than the sweep's minimum age to queue; the sweep must not queue its own runs for the rest meanwhile."""
+    now_ms = int(time.time() * 1000)
+    reached, waiting = (sdp_state.add_request(subject=f"burst {i}", description="details",
+                                              created_millis=now_ms - 20 * 60_000 + i)["id"] for i in range(2))
+    a_run(instance, reached, dg.DagsterRunStatus.FAILURE)
+    record_new_ticket_tick(instance, StreamCursor(ms=now_ms - 20 * 60_000, ids_at_ms=[reached]), "STARTED", 90)
+    result, context = sweep(tenant, resources, instance, cursor=str(now_ms - 3600_000))
+    assert {r.tags["ticket_id"] for r in result.run_requests or []} == {reached}
+
+    # Once that sensor has failed, or not ticked for minutes, the sweep takes every ticket older than its age.
+    record_new_ticket_tick(instance, StreamCursor(ms=now_ms - 20 * 60_000, ids_at_ms=[reached]), "FAILURE", 5)
+    result, _ = sweep(tenant, resources, instance, cursor=str(now_ms - 3600_000))
+    assert {r.tags["ticket_id"] for r in result.run_requests} == {reached, waiting}
+
+
+def test_the_new_ticket_sensor_requests_no_run_for_a_ticket_the_sweep_already_ran(db, sdp_state, resources, tenant,
+                                                                                 instance):
+    now_ms = int(time.time() * 1000)
+    swept, new = (sdp_state.add_request(subject=f"ticket {i}", description="details",
+                                        created_millis=now_ms - 60_000 + i)["id"] for i in range(2))
+    a_run(instance, swept, dg.DagsterRunStatus.SUCCESS, **{TRIGGER_TAG: "delivery_sweep"})
+    sensor = build_new_ticket_sensor(tenant)
+    context = dg.build_sensor_context(instance=instance, cursor=StreamCursor(ms=now_ms - 120_000).model_dump_json(),
+                                      resources={"sdp": resources["sdp"]})
+    result = sensor(context)
+    assert [r.tags["ticket_id"] for r in result.run_requests] == [new]
+    # The cursor still passes both: the swept ticket is not listed again.
+    assert StreamCursor.model_validate_json(result.cursor).handled(now_ms - 60_000 + 1, new)
