@@ -18,6 +18,11 @@ FINISHED_FOR_GOOD = frozenset({"ticket_not_found", "unreadable_ticket"})
 """``FAILURE_TAG`` values after which another attempt cannot help (a 401/403 can: the key may be fixed)."""
 
 
+DEFER_AGES = 6
+"""A ticket the live new-ticket sensor has not reached is left to it until it is this many minimum ages old (an
+hour by default): a sensor that ticks but never gets to a ticket must not keep the sweep away for ever."""
+
+
 @dataclass(frozen=True)
 class SweepPolicy:
     """``min_age_s``: a ticket younger than this is the new-ticket path's (no sweep yet). ``retry_wait_s``: after
@@ -57,9 +62,9 @@ class NewTicketPath:
     ``cursor``: its ``StreamCursor`` (None before its first tick, or when unreadable). ``alive``: it is not
     stopped and its latest tick either is still running or ended without an error, within ``stale_s`` (see
     ``path_alive``). While it is alive, a ticket beyond its cursor is still on its way to a run: the sweep leaves
-    it alone, however old it is (a burst of hundreds of tickets takes the sensor several ticks, and more than the
-    sweep's minimum age, to queue). When it is not alive (stopped, failing, or its daemon down), the sweep takes
-    every ticket older than its minimum age."""
+    it alone (a burst of hundreds of tickets takes the sensor several ticks, and more than the sweep's minimum age,
+    to queue), up to ``DEFER_AGES`` minimum ages. When it is not alive (stopped, failing, or its daemon down),
+    the sweep takes every ticket older than its minimum age."""
 
     cursor: StreamCursor | None
     alive: bool
@@ -100,7 +105,8 @@ def judge(ticket: TicketSeen, *, posted: bool, attempts: Attempts, finished_stat
         return Verdict("skip", f"{ticket.status} in SDP {minutes} after creation, before it got a note: left alone")
     if attempts.in_flight:
         return Verdict("skip", "a run is queued or in progress")
-    if attempts.count == 0 and new_ticket_path is not None and new_ticket_path.will_reach(ticket):
+    if (attempts.count == 0 and new_ticket_path is not None and new_ticket_path.will_reach(ticket)
+            and age_s < policy.min_age_s * DEFER_AGES):
         return Verdict("skip", f"not yet reached by the new-ticket sensor ({new_ticket_path.state}): "
                                "still the new-ticket sensor's")
     if attempts.last_failure in FINISHED_FOR_GOOD:

@@ -33,6 +33,8 @@ def test_a_ticket_the_live_new_ticket_sensor_has_not_reached_is_left_to_it_howev
     assert verdict(path=NewTicketPath(behind, alive=True, state="latest tick STARTED 70 s ago")).reason == (
         "not yet reached by the new-ticket sensor (latest tick STARTED 70 s ago): still the new-ticket sensor's")
     assert verdict(path=NewTicketPath(None, alive=True, state="first tick")).action == "skip"
+    # Not for ever: a sensor that ticks but never gets to the ticket leaves it to the sweep after six ages.
+    assert verdict(age_min=61, path=NewTicketPath(behind, alive=True, state="ok")).action == "enhance"
     # Passed by the sensor, it is the sweep's again; so is everything once the sensor has stopped working.
     passed = StreamCursor(ms=int((NOW - 29 * 60) * 1000))
     assert verdict(path=NewTicketPath(passed, alive=True, state="ok")).action == "enhance"
