@@ -151,6 +151,16 @@ def replace_resource(resource, **changes):
 
 
 @pytest.fixture
+def instance() -> Iterator["dg.DagsterInstance"]:
+    """A Dagster instance of the test's own (temporary storage), as the daemon gives sensors and runs: sensors that
+    read run history (the new-ticket sensor's dedupe, the delivery sweep) need one."""
+    import dagster as dg
+
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
 def db(database_url: str, redis_server: EmbeddedRedis, sdp_state: sdp_simulator.SdpState,
        llm_state: llm_simulator.LlmSimState) -> Iterator[psycopg.Connection]:
     """A clean slate for each test: empty tables, an empty SDP simulator, an empty cache and LLM log."""

@@ -70,12 +70,6 @@ def test_judge_enhances_only_a_ticket_that_needs_it_and_says_why_not_otherwise()
     assert verdict(count=1, last_ended_s=NOW - 1200, last_failure="sdp_auth").action == "enhance"
 
 
-@pytest.fixture
-def instance():
-    with dg.instance_for_test() as instance:
-        yield instance
-
-
 def sweep(tenant, resources, instance, cursor: str | None, policy=SweepPolicy(min_age_s=600, retry_wait_s=0)):
     sensor = build_delivery_sweep(tenant, policy=policy)
     context = dg.build_sensor_context(instance=instance, cursor=cursor,

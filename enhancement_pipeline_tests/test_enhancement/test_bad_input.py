@@ -33,9 +33,9 @@ def world(db, sdp_state, resources, tenant):
     return new
 
 
-def tick(resources, tenant, cursor: str | None = None) -> dg.SensorResult:
+def tick(resources, tenant, instance, cursor: str | None = None) -> dg.SensorResult:
     sensor = build_new_ticket_sensor(tenant)
-    return sensor(dg.build_sensor_context(cursor=cursor, resources={"sdp": resources["sdp"]}))
+    return sensor(dg.build_sensor_context(cursor=cursor, resources={"sdp": resources["sdp"]}, instance=instance))
 
 
 def failure_reason(result) -> str:
@@ -53,7 +53,8 @@ def sized(html: str, size: int) -> str:
     return text[:text.rfind(">", 0, size) + 1]
 
 
-def test_bad_tickets_get_a_note_or_a_reason_and_the_rest_still_get_theirs(world, sdp_state, resources, tenant):
+def test_bad_tickets_get_a_note_or_a_reason_and_the_rest_still_get_theirs(world, sdp_state, resources, tenant,
+                                                                          instance):
     new = world
     now = int(time.time() * 1000) - 60_000
     article = new[3]
@@ -89,7 +90,7 @@ def test_bad_tickets_get_a_note_or_a_reason_and_the_rest_still_get_theirs(world,
     deleted = add(new[15].subject, new[15].description_html, 22)
     assert len(sdp_state.requests[bad["one giant line"]]["description"]) > 500_000
 
-    first = tick(resources, tenant)
+    first = tick(resources, tenant, instance)
     requested = [r.tags["ticket_id"] for r in first.run_requests]
     assert sorted(requested) == sorted([*normal, *bad.values(), unreadable, deleted])  # nobody dropped
     by_id = {r.tags["ticket_id"]: r for r in first.run_requests}
@@ -145,23 +146,24 @@ def test_bad_tickets_get_a_note_or_a_reason_and_the_rest_still_get_theirs(world,
 
     # The next tick asks for nothing new: the cursor passed them all (the request whose time cannot be read is
     # asked for again each tick; its run key makes Dagster skip it).
-    second = tick(resources, tenant, first.cursor)
+    second = tick(resources, tenant, instance, first.cursor)
     assert {r.tags["ticket_id"] for r in second.run_requests or []} <= {unreadable}
 
 
-def test_an_unreadable_list_row_still_gets_its_run_and_the_stream_moves_on(db, sdp_state, resources, tenant):
+def test_an_unreadable_list_row_still_gets_its_run_and_the_stream_moves_on(db, sdp_state, resources, tenant,
+                                                                           instance):
     now = int(time.time() * 1000) - 60_000
     ids = [sdp_state.add_request(subject=f"t{i}", created_millis=now + i)["id"] for i in range(4)]
     # Readable time, unreadable status: its run reads the full record, and the cursor moves past it.
     sdp_state.set_raw_fields(ids[1], {"status": ["Open"]})
     # Finished, though unreadable: skipped like any finished request.
     sdp_state.set_raw_fields(ids[3], {"status": "Closed", "subject": {"odd": True}})
-    first = tick(resources, tenant)
+    first = tick(resources, tenant, instance)
     assert [r.tags["ticket_id"] for r in first.run_requests] == ids[:3]
     assert first.run_requests[1].tags["list_row"] == "unreadable"
     cursor = StreamCursor.model_validate_json(first.cursor)
     assert cursor.ms == now + 3 and cursor.ids_at_ms == [ids[3]]
-    assert not (tick(resources, tenant, first.cursor).run_requests or [])
+    assert not (tick(resources, tenant, instance, first.cursor).run_requests or [])
 
     result = run_enhance(resources, TENANT, ids[1])
     assert not result.success and "status" in failure_reason(result) and ids[1] in failure_reason(result)

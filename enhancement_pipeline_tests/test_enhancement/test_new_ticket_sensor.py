@@ -27,11 +27,11 @@ def _now_ms():
 
 
 @pytest.fixture
-def tick(resources, tenant):
+def tick(resources, tenant, instance):
     sensor = build_new_ticket_sensor(tenant)
 
     def evaluate(cursor: str | None = None) -> dg.SensorResult:
-        return sensor(dg.build_sensor_context(cursor=cursor, resources={"sdp": resources["sdp"]}))
+        return sensor(dg.build_sensor_context(cursor=cursor, resources={"sdp": resources["sdp"]}, instance=instance))
 
     return evaluate
 
