@@ -1,4 +1,4 @@
-"""``enhancement-pipeline``: demo, migrate, ui, and the simulators as standalone servers."""
+"""``enhancement-pipeline``: demo, migrate, ui, worker, and the simulators as standalone servers."""
 
 import argparse
 import os
@@ -49,7 +49,9 @@ def _ui(args: argparse.Namespace) -> int:
     with StopSignals() as stop:
         try:
             postgres.start()
-            env = {**os.environ, **dagster_env(postgres, DEMO_ROOT / "dagster"),
+            # No daemon or run worker here (runs launched from this UI stay queued): the broker URL is only
+            # what dagster.yaml needs to load.
+            env = {**os.environ, **dagster_env(postgres, DEMO_ROOT / "dagster", "redis://127.0.0.1:6379/0"),
                    **demo_tenant_env(demo_split()[0]), "DATABASE_URL": postgres.url("enhancement")}
             prepare_dagster_home(DEMO_ROOT / "dagster")
             print(f"Dagster UI on the last demo's data: http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
@@ -66,6 +68,21 @@ def _ui(args: argparse.Namespace) -> int:
             with stop.shield():
                 stop_process_groups(webserver)
                 postgres.stop()
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """A warm run worker (``workers/celery_app.py``) in the foreground: Celery's prefork pool of
+    ``--concurrency`` processes, each executing one Dagster run at a time. Runs until SIGTERM (warm shutdown:
+    the runs in progress finish first) or SIGQUIT."""
+    from enhancement_pipeline.workers.celery_app import app
+
+    argv = ["worker", "--queues", "dagster", "--concurrency", str(args.concurrency), "--loglevel", args.loglevel,
+            # Neither is needed to take tasks, and mingle alone waits a second at every start.
+            "--without-mingle", "--without-gossip"]
+    if args.name:
+        argv += ["--hostname", args.name]
+    app.worker_main(argv)
+    return 0
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -104,6 +121,12 @@ def main(argv: list[str] | None = None) -> None:
     ui = sub.add_parser("ui", help="open the Dagster UI on the last demo's data")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=_ui)
+    worker = sub.add_parser("worker", help="run a warm run worker (Celery) that executes Dagster runs")
+    worker.add_argument("--concurrency", type=int, default=int(os.environ.get("RUN_WORKER_CONCURRENCY", "4")),
+                        help="runs executed at once, one process each (default: RUN_WORKER_CONCURRENCY or 4)")
+    worker.add_argument("--name", default=None, help="Celery node name, e.g. worker1@%%h (default: celery@host)")
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(func=_worker)
     sim = sub.add_parser("simulate", help="serve a simulator: sdp, kb or llm")
     sim.add_argument("service", choices=["sdp", "kb", "llm"])
     sim.add_argument("--port", type=int, default=0)

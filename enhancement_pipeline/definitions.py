@@ -64,8 +64,11 @@ def build_definitions(settings: Settings, tenants: Sequence[Tenant] | None = Non
                     build_delivery_sweep(tenant, settings)]
         if tenant.inventory_dir is not None:
             sensors.append(build_inventory_sensor(tenant, settings))
+    # Every job runs its steps in the run's own process: a run is a task in a warm worker's pool process
+    # (workers/celery_app.py), which may not start processes of its own, and these steps are short or do their
+    # own concurrency (the history import fetches with threads).
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=[enhance_ticket, sync_job], sensors=sensors,
-                          resources=build_resources(settings, tenants))
+                          resources=build_resources(settings, tenants), executor=dg.in_process_executor)
 
 
 defs = build_definitions(get_settings())

@@ -96,7 +96,7 @@ T = TypeVar("T")
 
 
 class ContextSection(BaseModel, Generic[T]):
-    """The result of one context op: its items, or the error that made it degrade to nothing."""
+    """The result of one context lookup: its items, or the error that made it degrade to nothing."""
 
     items: list[T] = Field(default_factory=list)
     error: str | None = None
@@ -104,15 +104,15 @@ class ContextSection(BaseModel, Generic[T]):
 
 
 class SimilarTicketsContext(ContextSection[SimilarTicket]):
-    """Output of the ``similar_tickets`` op."""
+    """The ``similar_tickets`` output of ``gather_context``."""
 
 
 class KnowledgeContext(ContextSection[KbArticle]):
-    """Output of the ``knowledge_articles`` op."""
+    """The ``knowledge_articles`` output of ``gather_context``."""
 
 
 class InventoryContext(ContextSection[SystemInfo]):
-    """Output of the ``inventory_lookup`` op; ``unknown_ips`` were found in the ticket but not in inventory."""
+    """The ``inventory_lookup`` output of ``gather_context``; ``unknown_ips``: in the ticket, not in the inventory."""
 
     ips_found: list[str] = Field(default_factory=list)
     unknown_ips: list[str] = Field(default_factory=list)

@@ -50,10 +50,23 @@ def import_history(sdp_state: SdpState, resources: dict, tenant: Tenant,
     return ids
 
 
+LOOKUPS = ("similar_tickets", "knowledge_articles", "inventory_lookup")
+"""The outputs of ``gather_context``: one per context lookup."""
+
+
 def step_metadata(result, step: str) -> dict:
-    """The metadata values ``step`` reported with its output in an in-process run's result."""
-    event = next(e for e in result.all_events if e.step_key == step and e.is_successful_output)
+    """The metadata values ``step`` reported with its output in an in-process run's result (a lookup's name:
+    that output of ``gather_context``)."""
+    output = step if step in LOOKUPS else "result"
+    step = "gather_context" if step in LOOKUPS else step
+    event = next(e for e in result.all_events if e.step_key == step and e.is_successful_output
+                 and e.event_specific_data.step_output_handle.output_name == output)
     return {k: v.value for k, v in event.event_specific_data.metadata.items()}
+
+
+def output_of(result, name: str):
+    """An op's output, or a lookup's section (``LOOKUPS``: an output of ``gather_context``)."""
+    return result.output_for_node("gather_context", name) if name in LOOKUPS else result.output_for_node(name)
 
 
 def run_enhance(resources: dict, tenant_id: str, ticket_id: str, instance: dg.DagsterInstance | None = None):

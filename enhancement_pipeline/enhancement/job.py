@@ -3,14 +3,7 @@
 import dagster as dg
 
 from enhancement_pipeline.delivery.failures import MAX_RUNTIME_S, RUN_MAX_RETRIES
-from enhancement_pipeline.enhancement.ops import (
-    inventory_lookup,
-    knowledge_articles,
-    load_ticket,
-    post_note,
-    similar_tickets,
-    synthesize_note,
-)
+from enhancement_pipeline.enhancement.ops import gather_context, load_ticket, post_note, synthesize_note
 from enhancement_pipeline.enhancement.prompts import PROMPT_VERSION
 
 PROMPT_VERSION_TAG = "prompt_version"
@@ -26,4 +19,5 @@ version that wrote the note, so runs can be filtered by it in the UI."""
         description="Load a new ticket, gather similar tickets, KB articles and inventory, write and post a note.")
 def enhance_ticket() -> None:
     ticket = load_ticket()
-    post_note(synthesize_note(ticket, similar_tickets(ticket), knowledge_articles(ticket), inventory_lookup(ticket)))
+    similar, knowledge, inventory = gather_context(ticket)
+    post_note(synthesize_note(ticket, similar, knowledge, inventory))

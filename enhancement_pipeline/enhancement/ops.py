@@ -1,12 +1,15 @@
 """The ops of ``enhance_ticket``: thin wiring around the domain functions and the resources.
 
-Each context op degrades: whatever goes wrong inside it becomes an empty section with the error recorded
-(in the section, the logs and the op's metadata), never a failed run.
+The three context lookups run at once inside ``gather_context``; each degrades: whatever goes wrong inside it
+becomes an empty section with the error recorded (in the section, the logs and its output's metadata), never a
+failed run.
 """
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import dagster as dg
 
@@ -71,78 +74,121 @@ def load_ticket(context: dg.OpExecutionContext, config: TicketConfig, sdp: Servi
     return ticket
 
 
-def _degrade(context: dg.OpExecutionContext, empty: Callable[..., S], work: Callable[[], S]) -> S:
-    """Run ``work``; on any exception return ``empty(error=...)``. Records count, error and ms as metadata."""
+@dataclass
+class Lookup(Generic[S]):
+    """One context lookup's result: its section, the metadata its output shows in the UI, and a warning when it
+    degraded."""
+
+    section: S
+    metadata: dict[str, Any] = field(default_factory=dict)
+    warning: str | None = None
+
+
+def _degrade(name: str, empty: Callable[..., S], work: Callable[[dict[str, Any]], S], op_started: float) -> Lookup[S]:
+    """Run ``work(metadata)``; on any exception the section is ``empty(error=...)``. Adds count, error, ms and
+    started_after_ms (since the op started: the lookups run at once, this shows it) to the metadata."""
     started = time.perf_counter()
+    metadata: dict[str, Any] = {}
+    warning = None
     try:
-        section = work()
+        section = work(metadata)
     except Exception as exc:  # a context lookup must never fail the run
-        context.log.warning(f"{context.op.name} degraded to an empty section: {type(exc).__name__}: {exc}")
+        warning = f"{name} degraded to an empty section: {type(exc).__name__}: {exc}"
         section = empty(error=f"{type(exc).__name__}: {exc}"[:300])
     section.elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
-    context.add_output_metadata({"count": len(section.items), "error": section.error or "",
-                                 "ms": section.elapsed_ms})
-    return section
+    metadata.update({"count": len(section.items), "error": section.error or "", "ms": section.elapsed_ms,
+                     "started_after_ms": round((started - op_started) * 1000, 1)})
+    return Lookup(section, metadata, warning)
 
 
-@dg.op(description="Resolved tickets like this one, from ticket_history: weighted term overlap, fused with "
-                   "sentence embeddings (all-MiniLM-L6-v2 on ONNX Runtime) where the history is embedded.")
-def similar_tickets(context: dg.OpExecutionContext, ticket: Ticket, postgres: PostgresResource
-                    ) -> SimilarTicketsContext:
-    def work() -> SimilarTicketsContext:
-        with postgres.connection() as conn:
-            # The model loads only where the tenant's history can have embeddings (once per process).
-            encoder = load_encoder() if has_embeddings(conn) else None
-            method = "hybrid" if encoder is not None else "lexical"
-            items = find_similar(conn, ticket.tenant_id, ticket.text, encoder=encoder, method=method)
-        context.add_output_metadata({"method": method,
-                                     "ticket_ids": ", ".join(t.ticket_id for t in items),
-                                     "scores": ", ".join(f"{t.score:.3f}" for t in items)})
-        return SimilarTicketsContext(items=items)
-
-    return _degrade(context, SimilarTicketsContext, work)
+def find_similar_tickets(ticket: Ticket, postgres: PostgresResource, metadata: dict[str, Any]
+                         ) -> SimilarTicketsContext:
+    """Resolved tickets like ``ticket`` from ``ticket_history`` (hybrid where the history is embedded)."""
+    with postgres.connection() as conn:
+        # The model loads only where the tenant's history can have embeddings (once per process).
+        encoder = load_encoder() if has_embeddings(conn) else None
+        method = "hybrid" if encoder is not None else "lexical"
+        items = find_similar(conn, ticket.tenant_id, ticket.text, encoder=encoder, method=method)
+    metadata.update({"method": method, "ticket_ids": ", ".join(t.ticket_id for t in items),
+                     "scores": ", ".join(f"{t.score:.3f}" for t in items)})
+    return SimilarTicketsContext(items=items)
 
 
-@dg.op(description="Knowledge-base articles for this ticket (KB search API, cached in Redis for an hour; the "
-                   "query is the ticket's text without personal data or secrets): the KB's first ten, judged "
-                   "against the ticket by sentence embeddings, at most three above the relevance floor.")
-def knowledge_articles(context: dg.OpExecutionContext, ticket: Ticket, kb: KnowledgeBaseResource,
-                       notes: NotePolicyResource) -> KnowledgeContext:
-    def work() -> KnowledgeContext:
-        # The KB's search API sees the ticket's words, not its requester's data: a GET query lands in URLs and
-        # access logs.
-        query = notes.policy(ticket.tenant_id).privacy.redactor(ticket).scrub(ticket.text)
-        answers, cached = kb.search(ticket.tenant_id, query, limit=KB_CANDIDATES)
-        encoder = load_encoder()
-        # (The ticket's own text is judged, in this process: the floor needs no second call to anyone.)
-        scores = relevances(encoder, ticket.text, answers) if encoder is not None else None
-        items = shown_articles(answers, scores)
-        context.add_output_metadata({
-            "article_ids": ", ".join(a.article_id for a in items), "cache_hit": cached,
-            "kb_answers": len(answers), "below_floor": len(answers) - len(items) if scores is not None else 0,
-            "relevance_floor": KB_FLOOR if scores is not None else "off (no sentence encoder)",
-            "relevances": ", ".join(f"{s:.3f}" for s in scores or ())})
-        return KnowledgeContext(items=items)
-
-    return _degrade(context, KnowledgeContext, work)
+def find_knowledge_articles(ticket: Ticket, kb: KnowledgeBaseResource, notes: NotePolicyResource,
+                            metadata: dict[str, Any]) -> KnowledgeContext:
+    """KB articles for ``ticket``: the KB's first ``KB_CANDIDATES``, judged by sentence embeddings."""
+    # The KB's search API sees the ticket's words, not its requester's data: a GET query lands in URLs and
+    # access logs.
+    query = notes.policy(ticket.tenant_id).privacy.redactor(ticket).scrub(ticket.text)
+    answers, cached = kb.search(ticket.tenant_id, query, limit=KB_CANDIDATES)
+    encoder = load_encoder()
+    # (The ticket's own text is judged, in this process: the floor needs no second call to anyone.)
+    scores = relevances(encoder, ticket.text, answers) if encoder is not None else None
+    items = shown_articles(answers, scores)
+    metadata.update({
+        "article_ids": ", ".join(a.article_id for a in items), "cache_hit": cached,
+        "kb_answers": len(answers), "below_floor": len(answers) - len(items) if scores is not None else 0,
+        "relevance_floor": KB_FLOOR if scores is not None else "off (no sentence encoder)",
+        "relevances": ", ".join(f"{s:.3f}" for s in scores or ())})
+    return KnowledgeContext(items=items)
 
 
-@dg.op(description="What system_inventory knows about every IP address in the ticket.")
-def inventory_lookup(context: dg.OpExecutionContext, ticket: Ticket, postgres: PostgresResource
-                     ) -> InventoryContext:
+def find_systems(ticket: Ticket, ips: list[str], postgres: PostgresResource, metadata: dict[str, Any]
+                 ) -> InventoryContext:
+    """What ``system_inventory`` knows about ``ips`` (the ticket's addresses)."""
+    if not ips:
+        return InventoryContext(ips_found=[])
+    with postgres.connection() as conn:
+        items = lookup_systems(conn, ticket.tenant_id, ips)
+    known = {s.ip_address for s in items}
+    unknown = [ip for ip in ips if ip not in known]
+    metadata.update({"ips": ", ".join(ips), "unknown_ips": ", ".join(unknown)})
+    return InventoryContext(items=items, ips_found=ips, unknown_ips=unknown)
+
+
+LOOKUPS = ("similar_tickets", "knowledge_articles", "inventory_lookup")
+"""The outputs of ``gather_context``, one per lookup, in the order the note uses them."""
+
+
+@dg.op(out={"similar_tickets": dg.Out(SimilarTicketsContext,
+                                      description="Resolved tickets like this one, from ticket_history: weighted "
+                                                  "term overlap fused with sentence embeddings (all-MiniLM-L6-v2 "
+                                                  "on ONNX Runtime) where the history is embedded."),
+            "knowledge_articles": dg.Out(KnowledgeContext,
+                                         description="KB articles (search API, cached in Redis for an hour; the "
+                                                     "query is the ticket's text without personal data or "
+                                                     "secrets): the KB's first ten, judged by sentence "
+                                                     "embeddings, at most three above the relevance floor."),
+            "inventory_lookup": dg.Out(InventoryContext,
+                                       description="What system_inventory knows about every IP address in the "
+                                                   "ticket.")},
+       description="The ticket's context, three lookups at once (threads: each mostly waits on Postgres or the "
+                   "KB): similar resolved tickets, KB articles, and the inventory's systems for its IP addresses. "
+                   "Each output's metadata shows what its lookup found, how long it took and when it started; a "
+                   "lookup that fails degrades to an empty section with the error, never a failed run.")
+def gather_context(context: dg.OpExecutionContext, ticket: Ticket, postgres: PostgresResource,
+                   kb: KnowledgeBaseResource, notes: NotePolicyResource):
+    # One op, not three: Dagster's in-process executor runs steps one after another, and a process per step
+    # (its multiprocess executor) costs more than the lookups themselves; Dagster has no thread executor
+    # (dagster-io/dagster#4041). Threads here make the wall time the slowest lookup's, not the sum.
+    op_started = time.perf_counter()
     ips = extract_ips(ticket.text)
-
-    def work() -> InventoryContext:
-        if not ips:
-            return InventoryContext(ips_found=[])
-        with postgres.connection() as conn:
-            items = lookup_systems(conn, ticket.tenant_id, ips)
-        known = {s.ip_address for s in items}
-        unknown = [ip for ip in ips if ip not in known]
-        context.add_output_metadata({"ips": ", ".join(ips), "unknown_ips": ", ".join(unknown)})
-        return InventoryContext(items=items, ips_found=ips, unknown_ips=unknown)
-
-    return _degrade(context, lambda error: InventoryContext(ips_found=ips, error=error), work)
+    works = {
+        "similar_tickets": (SimilarTicketsContext, lambda m: find_similar_tickets(ticket, postgres, m)),
+        "knowledge_articles": (KnowledgeContext, lambda m: find_knowledge_articles(ticket, kb, notes, m)),
+        "inventory_lookup": (lambda error: InventoryContext(ips_found=ips, error=error),
+                             lambda m: find_systems(ticket, ips, postgres, m)),
+    }
+    with ThreadPoolExecutor(max_workers=len(works), thread_name_prefix="lookup") as pool:
+        futures = {name: pool.submit(_degrade, name, empty, work, op_started) for name, (empty, work) in works.items()}
+        done = {name: future.result() for name, future in futures.items()}
+    wall_ms = (time.perf_counter() - op_started) * 1000
+    context.log.info(f"lookups: wall {wall_ms:.0f} ms, " + ", ".join(f"{name} {done[name].section.elapsed_ms:.0f} ms"
+                                                                    for name in LOOKUPS))
+    for name in LOOKUPS:
+        if done[name].warning:
+            context.log.warning(done[name].warning)
+        yield dg.Output(done[name].section, output_name=name, metadata=done[name].metadata)
 
 
 @dg.op(description="Write the note: personal data and secrets redacted, the LLM (OpenAI-compatible) when configured "

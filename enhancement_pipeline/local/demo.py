@@ -55,6 +55,8 @@ TENANT = "demo_msp"
 TIMEOUT_S = 420
 FRESHNESS_TIMEOUT_S = 120
 RESOLVED_BY_TECHNICIAN = 4
+RUN_WORKER_CONCURRENCY = 4
+"""Processes of the demo's run worker: dagster.yaml's max_concurrent_runs (6) leaves two runs handed over."""
 INVENTORY_UPDATE = """ip_address,hostname,role,client,location
 10.10.10.50,FAB-EXHYB02,Exchange 2019 hybrid server (second node),Fabrikam Legal,London DC rack A4
 2001:db8:10:10::50,FAB-EXHYB02,Exchange 2019 hybrid server (second node; IPv6),Fabrikam Legal,London DC rack A4
@@ -99,10 +101,13 @@ def _say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def dagster_env(postgres: EmbeddedPostgres, dagster_home: Path) -> dict[str, str]:
-    """Environment for Dagster processes on the demo's Postgres (the same server as the app tables)."""
+def dagster_env(postgres: EmbeddedPostgres, dagster_home: Path, redis_url: str) -> dict[str, str]:
+    """Environment for Dagster processes on the demo's Postgres (the same server as the app tables), with the
+    run workers' Celery broker and result backend on its Redis (database 1; the app's cache is database 0)."""
+    queue = redis_url.rsplit("/", 1)[0] + "/1"
     return {"DAGSTER_HOME": str(dagster_home),
-            "DAGSTER_POSTGRES_URL": postgres.url("dagster", driver="postgresql+psycopg2")}
+            "DAGSTER_POSTGRES_URL": postgres.url("dagster", driver="postgresql+psycopg2"),
+            "CELERY_BROKER_URL": queue, "CELERY_RESULT_BACKEND": queue}
 
 
 def demo_tenant_env(history: list[ArticleTicket]) -> dict[str, str]:
@@ -143,9 +148,34 @@ def start_stack(history: list[ArticleTicket]) -> tuple[Stack, dict[str, str]]:
         # The simulator is on this machine: the budget that protects a real SDP's API key would only slow the
         # demo's backfill down. A real deployment keeps the default (10/s) or sets its own per tenant.
         "SDP_REQUEST_BUDGET_PER_S": "500", "RESOLVED_TICKET_SENSOR_INTERVAL_S": "5", "INVENTORY_SENSOR_INTERVAL_S": "5",
-        **dagster_env(postgres, DEMO_ROOT / "dagster"),
+        **dagster_env(postgres, DEMO_ROOT / "dagster", stack.redis.url()),
     }
     return stack, env
+
+
+def start_run_workers(stack: Stack, env: dict[str, str], logs: Path, count: int = 1,
+                      concurrency: int = RUN_WORKER_CONCURRENCY) -> list[subprocess.Popen]:
+    """``count`` warm run workers (``enhancement-pipeline worker``, Celery, ``concurrency`` processes each), each
+    its own process group, logging to ``logs/worker<i>.log``; added to ``stack.processes``."""
+    workers = []
+    for i in range(1, count + 1):
+        workers.append(subprocess.Popen(
+            [str(Path(sys.executable).parent / "enhancement-pipeline"), "worker", "--concurrency", str(concurrency),
+             "--name", f"worker{i}@%h"],
+            cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=(logs / f"worker{i}.log").open("a"),
+            stderr=subprocess.STDOUT, start_new_session=True))
+    stack.processes += workers
+    return workers
+
+
+def start_daemon(stack: Stack, env: dict[str, str], logs: Path) -> subprocess.Popen:
+    """``dagster-daemon run`` on the project's workspace, its own process group, logging to ``logs/daemon.log``."""
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
+        cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=(logs / "daemon.log").open("a"),
+        stderr=subprocess.STDOUT, start_new_session=True)
+    stack.processes.append(daemon)
+    return daemon
 
 
 def _sensor_has_ticked(instance, name: str) -> bool:
@@ -234,9 +264,8 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
     logs = DEMO_ROOT / "logs"
     logs.mkdir(exist_ok=True)
     workspace = str(PROJECT_ROOT / "workspace.yaml")
-    stack.processes.append(subprocess.Popen(
-        [str(bin_dir / "dagster-daemon"), "run", "-w", workspace], cwd=PROJECT_ROOT, env=proc_env,
-        stdout=(logs / "daemon.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True))
+    start_run_workers(stack, env, logs)
+    start_daemon(stack, env, logs)
     ui_port = None
     if ui:
         ui_port = free_port() if os.environ.get("DAGSTER_UI_PORT") is None else int(os.environ["DAGSTER_UI_PORT"])
@@ -246,7 +275,8 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
             start_new_session=True))
         _say(f"Dagster UI: http://127.0.0.1:{ui_port}")
     inventory_key = inventory_asset_key(TENANT)
-    _say("dagster-daemon started; waiting for the inventory sensor's run and new_ticket_sensor's first tick")
+    _say(f"dagster-daemon started, and a warm run worker ({RUN_WORKER_CONCURRENCY} processes); waiting for the "
+         "inventory sensor's run and new_ticket_sensor's first tick")
     _wait(lambda: _sensor_has_ticked(instance, f"{TENANT}__new_ticket_sensor"), 120, "the sensor's first tick")
     _wait(lambda: _materializations(instance, inventory_key), 120, "the inventory sensor's run")
     meta = _materializations(instance, inventory_key)[0].metadata
@@ -401,7 +431,7 @@ def _percentile(values: list[float], pct: float) -> float:
 
 
 def _op_metadata(instance, run_id: str) -> dict:
-    """The ``count`` each context op reported in its output metadata, by op name, and what
+    """The ``count`` each context lookup reported in its output metadata, by lookup name, and what
     ``synthesize_note`` reported about the note (mode, removed, tokens, cost) under ``note``."""
     from dagster import DagsterEventType
 
@@ -409,8 +439,8 @@ def _op_metadata(instance, run_id: str) -> dict:
     for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_OUTPUT):
         event = entry.dagster_event
         metadata = event.event_specific_data.metadata if event and event.event_specific_data else {}
-        if "count" in metadata:
-            counts[event.step_key] = metadata["count"].value
+        if "count" in metadata:  # a lookup: an output of gather_context
+            counts[event.event_specific_data.step_output_handle.output_name] = metadata["count"].value
         if event.step_key == "synthesize_note":
             counts["note"] = {k: metadata[k].value for k in ("mode", "answer_path", "ungrounded_removed",
                                                                "prompt_tokens", "completion_tokens",

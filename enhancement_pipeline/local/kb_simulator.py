@@ -8,6 +8,7 @@ ranking function rather than one of our own. ``GET /health`` answers ``{"ok": tr
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import threading
@@ -43,7 +44,10 @@ def fts_query(text: str, max_terms: int = 40) -> str | None:
 
 
 class KbIndex:
-    """An in-memory FTS5 index of ``KbDocument``s; thread-safe."""
+    """An in-memory FTS5 index of ``KbDocument``s; thread-safe. ``latency_s`` delays every search answer (seconds,
+    without blocking other calls), as a KB across a network would."""
+
+    latency_s: float = 0.0
 
     def __init__(self, documents: Iterable[KbDocument]):
         self._db = sqlite3.connect(":memory:", check_same_thread=False)
@@ -89,6 +93,8 @@ def create_app(index: KbIndex | None = None) -> Starlette:
             limit = max(1, min(int(request.query_params.get("limit", "5")), 50))
         except ValueError:
             return JSONResponse({"error": "limit must be an integer"}, status_code=400)
+        if index.latency_s:
+            await asyncio.sleep(index.latency_s)
         articles = index.search(query, limit)
         return JSONResponse({"articles": articles, "count": len(articles)})
 

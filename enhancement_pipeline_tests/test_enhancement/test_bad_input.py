@@ -17,7 +17,7 @@ from enhancement_pipeline.servicedesk.html_text import html_to_text
 from enhancement_pipeline.servicedesk.payloads import MAX_DESCRIPTION_CHARS
 from enhancement_pipeline.servicedesk.polling import StreamCursor
 from enhancement_pipeline_tests.conftest import TENANT
-from enhancement_pipeline_tests.helpers import import_history, run_enhance, step_metadata
+from enhancement_pipeline_tests.helpers import LOOKUPS, import_history, output_of, run_enhance, step_metadata
 
 CONTROL = "".join(map(chr, range(32))) + "\x7f"
 BINARY = bytes(range(256)).decode("latin-1")  # every byte value, as a mail gateway may pass an attachment on
@@ -109,8 +109,8 @@ def test_bad_tickets_get_a_note_or_a_reason_and_the_rest_still_get_theirs(world,
         notes = sdp_state.notes[rid]
         assert len(notes) == 1, name
         assert "\x00" not in notes[0]["description"]
-        for op in ("similar_tickets", "knowledge_articles", "inventory_lookup"):
-            assert result.output_for_node(op).error is None, (name, op, result.output_for_node(op).error)
+        for op in LOOKUPS:
+            assert output_of(result, op).error is None, (name, op, output_of(result, op).error)
         ticket = result.output_for_node("load_ticket")
         assert len(ticket.description) <= MAX_DESCRIPTION_CHARS
         assert not any(c in ticket.subject + ticket.description for c in CONTROL if c not in "\t\n")

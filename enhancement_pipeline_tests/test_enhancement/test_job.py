@@ -14,7 +14,7 @@ from enhancement_pipeline.local.datasets import IP_TICKET_ARTICLES, demo_split
 from enhancement_pipeline.local.sdp_simulator import Fault
 from enhancement_pipeline.servicedesk.payloads import html_to_text
 from enhancement_pipeline_tests.conftest import TENANT, replace_resource
-from enhancement_pipeline_tests.helpers import import_history, open_ticket, run_enhance, step_metadata
+from enhancement_pipeline_tests.helpers import LOOKUPS, import_history, open_ticket, output_of, run_enhance, step_metadata
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def run_job(resources, ticket_id, instance=None):
 
 
 def _output(result, op):
-    return result.output_for_node(op)
+    return output_of(result, op)
 
 
 def test_history_import_lands_every_resolved_ticket(world, db):
@@ -158,3 +158,26 @@ def test_posting_retries_a_rate_limited_post(world, sdp_state, resources):
     result = run_job(resources, ticket_id)
     assert result.success
     assert len(sdp_state.notes[ticket_id]) == 1
+
+
+def test_the_three_lookups_run_at_once(world, sdp_state, kb_index, resources):
+    """With a slow KB, the similar-ticket search and the inventory lookup run while it waits: each lookup's time
+    window (``started_after_ms`` .. + ``ms``, from its output's metadata) overlaps the others'."""
+    article = next(t for t in world["new"] if t.article_id == IP_TICKET_ARTICLES[2])  # names an inventory IP
+    ticket_id = open_ticket(sdp_state, article)
+    kb_index.latency_s = 1.0
+    try:
+        result = run_job(resources, ticket_id)
+    finally:
+        kb_index.latency_s = 0.0
+    assert result.success
+    windows = {}
+    for name in LOOKUPS:
+        meta = step_metadata(result, name)
+        assert meta["error"] == "" and meta["count"] > 0, (name, meta)
+        windows[name] = (meta["started_after_ms"], meta["started_after_ms"] + meta["ms"])
+    kb_start, kb_end = windows["knowledge_articles"]
+    assert kb_end - kb_start >= 1000
+    for name in ("similar_tickets", "inventory_lookup"):
+        start, end = windows[name]
+        assert start < kb_end and kb_start < end, (name, windows)  # overlapping, not one after the other

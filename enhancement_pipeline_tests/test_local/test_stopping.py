@@ -295,6 +295,7 @@ def test_demo_stops_its_daemon_redis_and_postgres_on_sigterm_mid_run(scratch: Pa
         postmaster = _postmaster_pid(root / "postgres" / "data")
         assert postmaster is not None and _alive(postmaster)
         assert any("redis-server" in _cmdline(p) for p in demo.seen)
+        _wait_until(lambda: any(" worker " in _cmdline(p) for p in demo.look()), 60, "the demo's run worker")
 
         assert demo.terminate_and_wait(120) == 128 + signal.SIGTERM, demo.output()[-3000:]
         assert "stopped by SIGTERM" in demo.output()
