@@ -21,12 +21,15 @@ Scenarios (``--scenarios`` takes names or numbers, comma-separated; default all)
 5. ``redis-kill``: redis-server SIGKILLed 5 s into the batch, restarted (same port) 30 s later.
 6. ``postgres-stop``: PostgreSQL (app tables *and* Dagster's storage) stopped 8 s into the batch, started 10 s later.
 7. ``daemon-kill``: ``dagster-daemon`` alone SIGKILLed 5 s into the batch, restarted 20 s later.
-8. ``daemon-group-kill``: the daemon's whole process group (daemon, code server, run workers) SIGKILLed 8 s into
-   the batch, restarted 10 s later.
-9. ``worker-kill``: one run worker (the code server's multiprocessing child; its pid from the run's engine
-   events) SIGKILLed inside ``post_note`` just before its POST (its notes listing is held 6 s by a simulator delay
-   to catch the moment), another just after SDP stored its note (its POST is stored after 1 s and answered after
-   25 s; killed when the note shows on the ticket).
+8. ``daemon-group-kill``: the daemon's whole process group (daemon and its code server) SIGKILLed 8 s into the
+   batch, restarted 10 s later. The run workers are processes of their own (Celery, ``enhancement-pipeline worker``).
+9. ``worker-kill``: one run worker's pool process (its pid from the run's engine events) SIGKILLed inside
+   ``post_note`` just before its POST (its notes listing is held 6 s by a simulator delay to catch the moment),
+   another just after SDP stored its note (its POST is stored after 1 s and answered after 25 s; killed when the
+   note shows on the ticket). Celery marks their tasks failed and run monitoring resumes the runs.
+   ``worker-group-kill``: one of the two run workers SIGKILLed whole (main and pool processes: a machine lost)
+   8 s into the batch, started again 20 s later; its runs look alive to Celery until ``dagster/max_runtime``
+   ends them, then run retries start them again.
 10. ``bad-input``: 14 bad-input tickets among normal ones: empty subject, 1 MB and 5 MB descriptions, NUL bytes,
     control characters, only HTML, emoji, right-to-left text, one 500 KB line, null requester, numeric
     ``created_time``, numeric subject, string ``status`` (the last five stored raw with ``SdpState.set_raw_fields``,
@@ -40,6 +43,8 @@ ticket is *exactly once* with one note carrying ``NOTE_MARKER``; *missing* expec
 *duplicates* has more than one; *stuck* counts its ``enhance_ticket`` runs still queued/starting/started/canceling
 at the end, read from Dagster's run storage), a detail line, and at the end
 ``faults scenarios_ok=<k>/<n> lost=<x> duplicated=<y> stuck=<z>``.
+
+The stack runs two run workers of two processes each (stand-ins for two machines).
 
 Overrides, so that recovery fits into minutes (printed at the start): the ``dagster.yaml`` written into the
 benchmark's ``DAGSTER_HOME`` has ``run_monitoring.poll_interval_seconds: 5`` and ``cancel_timeout_seconds: 20``;
@@ -102,6 +107,9 @@ FOR_GOOD = ("unreadable_ticket", "ticket_not_found")
 NOT_TICKET_CREATION = r"^(?!POST /api/v3/requests$)"  # the pipeline's calls, not the benchmark opening tickets
 NOTES_POST = r"^POST /api/v3/requests/\d+/notes$"
 MANY = 10**6
+RUN_WORKERS = 2
+WORKER_CONCURRENCY = 2
+"""Two run workers of two processes each: stand-ins for two machines (dagster.yaml's max_concurrent_runs: 6)."""
 
 
 def say(message: str) -> None:
@@ -121,6 +129,9 @@ class Bench:
     texts: list[ArticleTicket]
     daemon: subprocess.Popen | None = None
     daemon_restarts: int = 0
+    workers: list[subprocess.Popen | None] = field(default_factory=list)
+    """The run workers (Celery), one process group each; None while one is killed."""
+    worker_restarts: int = 0
     opened: int = 0
     old_groups: list[int] = field(default_factory=list)
     """Process groups of daemons killed alone: their code server and run workers may live on; killed at the end."""
@@ -175,6 +186,8 @@ def _start_on(stack: demo.Stack, env: dict[str, str], history, texts) -> Bench:
     dg.materialize([build_ticket_history(tenant)], resources=defs.resources, instance=instance, run_config=quiet,
                    tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last})
     bench = Bench(stack, env, instance, ServiceDeskClient(env["SDP_BASE_URL"], demo.SDP_KEY), texts)
+    for i in range(RUN_WORKERS):
+        start_worker(bench, i)
     start_daemon(bench)
     wait_until(lambda: demo._sensor_has_ticked(instance, f"{demo.TENANT}__new_ticket_sensor"), 180, 1.0)
     return bench
@@ -183,11 +196,42 @@ def _start_on(stack: demo.Stack, env: dict[str, str], history, texts) -> Bench:
 def start_daemon(bench: Bench) -> None:
     logs = ROOT / "logs"
     logs.mkdir(exist_ok=True)
-    bench.daemon = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
-        cwd=PROJECT_ROOT, env={**os.environ, **bench.env}, stdout=(logs / "daemon.log").open("a"),
-        stderr=subprocess.STDOUT, start_new_session=True)
-    bench.stack.processes.append(bench.daemon)
+    bench.daemon = demo.start_daemon(bench.stack, bench.env, logs)
+
+
+def start_worker(bench: Bench, i: int) -> None:
+    """Run worker ``i`` (0-based; its log ``logs/worker<i+1>.log``), as a supervisor would start it."""
+    logs = ROOT / "logs"
+    logs.mkdir(exist_ok=True)
+    worker, = demo.start_run_workers(bench.stack, bench.env, logs, count=1, concurrency=WORKER_CONCURRENCY,
+                                     first=i + 1)
+    while len(bench.workers) <= i:
+        bench.workers.append(None)
+    bench.workers[i] = worker
+
+
+def ensure_workers(bench: Bench) -> None:
+    """A supervisor's job: a run worker that exited on its own is started again."""
+    for i, worker in enumerate(bench.workers):
+        if worker is not None and worker.poll() is not None:
+            bench.worker_restarts += 1
+            say(f"run worker {i + 1} had exited: started again (as a supervisor would)")
+            bench.stack.processes.remove(worker)
+            start_worker(bench, i)
+
+
+def kill_worker_group(bench: Bench, i: int) -> None:
+    """SIGKILL run worker ``i``'s whole process group: its main process and every pool process (a machine lost)."""
+    worker = bench.workers[i]
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(10)
+    bench.stack.processes.remove(worker)
+    bench.workers[i] = None
+
+
+def restart_worker(bench: Bench, i: int) -> None:
+    if bench.workers[i] is None:
+        start_worker(bench, i)
 
 
 def ensure_daemon(bench: Bench) -> None:
@@ -216,8 +260,8 @@ def restart_daemon(bench: Bench) -> None:
 
 
 def run_worker_pids(bench: Bench, run_id: str) -> list[int]:
-    """The live run worker of ``run_id``: the pid its engine events report (``metadata["pid"]``; the code server
-    spawns workers with multiprocessing, so their command line does not name the run), checked with ``/proc``."""
+    """The live run worker of ``run_id``: the pid its engine events report (``metadata["pid"]``: a Celery pool
+    process, whose command line does not name the run), checked with ``/proc``."""
     from dagster import DagsterEventType
 
     pids = []
@@ -232,7 +276,7 @@ def run_worker_pids(bench: Bench, run_id: str) -> list[int]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "multiprocessing" in cmd or "execute_run" in cmd:
+        if " worker " in cmd or "multiprocessing" in cmd or "execute_run" in cmd:
             alive.append(pid)
     return alive[:1]
 
@@ -376,6 +420,7 @@ def drain(bench: Bench, batch: Batch, timeout_s: float, timeline: threading.Thre
             continue
         try:
             ensure_daemon(bench)
+            ensure_workers(bench)
             if settled(bench, batch):
                 return time.monotonic() - batch.opened_at
         except Exception as exc:  # noqa: BLE001 - storage or SDP briefly away: look again
@@ -511,6 +556,34 @@ def s_daemon_group_kill(bench: Bench, batch: Batch, n: int) -> threading.Thread:
     timeline = in_background([(8, lambda: kill_daemon(bench, whole_group=True)), (18, lambda: restart_daemon(bench))])
     open_spread(bench, batch, n, 30)
     return timeline
+
+
+def s_worker_group_kill(bench: Bench, batch: Batch, n: int) -> threading.Thread:
+    timeline = in_background([(8, lambda: kill_worker_group_mid_run(bench, batch, 0)),
+                              (0, lambda: time.sleep(20)), (0, lambda: restart_worker(bench, 0))])
+    open_spread(bench, batch, n, 30)
+    return timeline
+
+
+def kill_worker_group_mid_run(bench: Bench, batch: Batch, i: int, timeout_s: float = 60) -> None:
+    """SIGKILL run worker ``i``'s whole process group as soon as one of its pool processes runs a batch ticket."""
+    group = bench.workers[i].pid
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for rid in list(batch.expect):
+            for run in runs_of(bench, rid):
+                if run.status.value != "STARTED":
+                    continue
+                for pid in run_worker_pids(bench, run.run_id):
+                    with contextlib.suppress(ProcessLookupError):
+                        if os.getpgid(pid) == group:
+                            kill_worker_group(bench, i)
+                            batch.detail.append(f"SIGKILLed run worker {i + 1} (process group {group}) while it ran "
+                                                f"ticket {rid} (run {run.run_id[:8]})")
+                            return
+        time.sleep(0.2)
+    kill_worker_group(bench, i)
+    batch.detail.append(f"SIGKILLed run worker {i + 1}: no batch run seen on it within {timeout_s:.0f} s")
 
 
 def s_worker_kill(bench: Bench, batch: Batch, n: int) -> threading.Thread:
@@ -669,6 +742,7 @@ SCENARIOS = [
     Scenario(7, "daemon-kill", s_daemon_kill),
     Scenario(8, "daemon-group-kill", s_daemon_group_kill),
     Scenario(9, "worker-kill", s_worker_kill),
+    Scenario(9, "worker-group-kill", s_worker_group_kill),
     Scenario(10, "bad-input", s_bad_input),
     Scenario(11, "burst", s_burst, tickets=300, drain_timeout_s=2400),
 ]
@@ -690,6 +764,9 @@ def heal(bench: Bench) -> None:
     """Before a scenario: no fault left on, every service of the stack up."""
     sdp_clear(bench)
     ensure_daemon(bench)
+    for i in range(len(bench.workers)):
+        restart_worker(bench, i)
+    ensure_workers(bench)
     if not bench.stack.servers[2].thread.is_alive():
         llm_fresh(bench)
 
@@ -756,6 +833,8 @@ def main() -> int:
         print(row.line())
     if bench.daemon_restarts:
         print(f"(dagster-daemon exited on its own {bench.daemon_restarts} time(s) and was started again)")
+    if bench.worker_restarts:
+        print(f"(a run worker exited on its own {bench.worker_restarts} time(s) and was started again)")
     print(f"took {time.monotonic() - started:.0f} s; folder {ROOT}" + ("" if args.keep else " (removed)"))
     print(f"faults scenarios_ok={sum(r.ok for r in rows)}/{len(rows)} lost={sum(r.missing for r in rows)} "
           f"duplicated={sum(r.duplicates for r in rows)} stuck={sum(r.stuck for r in rows)}")

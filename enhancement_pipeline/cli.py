@@ -1,4 +1,4 @@
-"""``enhancement-pipeline``: demo, migrate, ui, worker, and the simulators as standalone servers."""
+"""``enhancement-pipeline``: demo, migrate, ui, worker, receiver, and the simulators as standalone servers."""
 
 import argparse
 import os
@@ -26,7 +26,7 @@ def _demo(args: argparse.Namespace) -> int:
     from enhancement_pipeline.local.services import Stopped
 
     try:
-        return run_demo(ui=args.ui, n_new=args.tickets, interval_s=args.interval)
+        return run_demo(ui=args.ui, n_new=args.tickets, interval_s=args.interval, push=not args.no_push)
     except Stopped as stopped:
         print(f"[demo] stopped by {signal.Signals(stopped.signum).name} before it finished", flush=True)
         return 128 + stopped.signum
@@ -85,6 +85,21 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _receiver(args: argparse.Namespace) -> int:
+    """The push receiver (``push/receiver.py``) on ``--host``:``--port`` until SIGTERM or Ctrl-C."""
+    import uvicorn
+
+    from enhancement_pipeline.push.receiver import create_app, receiver_for_deployment
+
+    receiver, close = receiver_for_deployment()
+    try:
+        uvicorn.run(create_app(receiver), host=args.host, port=args.port, log_level=args.loglevel.lower(),
+                    access_log=False)
+    finally:
+        close()
+    return 0
+
+
 def _simulate(args: argparse.Namespace) -> int:
     """Serve one simulator in the foreground (for pointing a dev deployment at it)."""
     from enhancement_pipeline.local import kb_simulator, llm_simulator, sdp_simulator
@@ -114,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--tickets", type=int, default=24, help="new tickets to open (at least 6)")
     demo.add_argument("--interval", type=float, default=3.0,
                       help="seconds between new tickets (0.4 shows how a burst queues on a 2-core machine)")
+    demo.add_argument("--no-push", action="store_true",
+                      help="no push receiver: the new-ticket sensor alone finds new tickets (every ~5 s)")
     demo.set_defaults(func=_demo)
     mig = sub.add_parser("migrate", help="apply sql/ migrations to DATABASE_URL")
     mig.add_argument("--database-url", default=None)
@@ -127,6 +144,11 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_argument("--name", default=None, help="Celery node name, e.g. worker1@%%h (default: celery@host)")
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(func=_worker)
+    receiver = sub.add_parser("receiver", help="serve the push receiver for SDP's request-created webhook")
+    receiver.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    receiver.add_argument("--port", type=int, default=8090)
+    receiver.add_argument("--loglevel", default="INFO")
+    receiver.set_defaults(func=_receiver)
     sim = sub.add_parser("simulate", help="serve a simulator: sdp, kb or llm")
     sim.add_argument("service", choices=["sdp", "kb", "llm"])
     sim.add_argument("--port", type=int, default=0)

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     sdp_request_budget_per_s: int = Field(10, ge=1, description="SDP requests per second that imports and the "
                                                                  "resolved-ticket sensor may send.")
     sdp_import_concurrency: int = Field(8, ge=1, description="Tickets fetched at once by a history import.")
+    sdp_webhook_secret_env: str = Field("SDP_WEBHOOK_SECRET", description="Name of the env var holding the secret "
+                                        "SDP's webhook sends to the push receiver (unset variable: push off).")
 
     kb_base_url: str = Field("http://127.0.0.1:8081", description="Knowledge-base search API root.")
 

@@ -62,6 +62,9 @@ class SdpSettings(BaseModel):
     auth_scheme: Literal["authtoken", "zoho-oauthtoken"] = "authtoken"
     request_budget_per_s: int = Field(10, ge=1, le=10_000)
     import_concurrency: int = Field(8, ge=1, le=128)
+    webhook_secret_env: str | None = "SDP_WEBHOOK_SECRET"
+    """Name of the env var holding the secret SDP's webhook sends (header ``X-Webhook-Secret``) to the push
+    receiver (``push/receiver.py``); push is off for the tenant while that variable is unset or empty."""
 
 
 class KbSettings(BaseModel):
@@ -149,7 +152,8 @@ def tenant_from_settings(settings: Settings) -> Tenant:
         inventory_dir=settings.inventory_dir,
         sdp=SdpSettings(base_url=settings.sdp_base_url, api_key_env=settings.sdp_api_key_env,
                         auth_scheme=settings.sdp_auth_scheme, request_budget_per_s=settings.sdp_request_budget_per_s,
-                        import_concurrency=settings.sdp_import_concurrency),
+                        import_concurrency=settings.sdp_import_concurrency,
+                        webhook_secret_env=settings.sdp_webhook_secret_env),
         kb=KbSettings(base_url=settings.kb_base_url),
         notes=NotesSettings(shadow_mode=settings.notes_shadow_mode, daily_token_budget=settings.llm_daily_token_budget,
                             keep_ip_addresses=settings.notes_keep_ip_addresses,

@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import psycopg
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -151,11 +152,9 @@ def replace_resource(resource, **changes):
 
 
 @pytest.fixture
-def instance() -> Iterator["dg.DagsterInstance"]:
+def instance() -> Iterator[dg.DagsterInstance]:
     """A Dagster instance of the test's own (temporary storage), as the daemon gives sensors and runs: sensors that
     read run history (the new-ticket sensor's dedupe, the delivery sweep) need one."""
-    import dagster as dg
-
     with dg.instance_for_test() as inst:
         yield inst
 
@@ -165,7 +164,7 @@ def db(database_url: str, redis_server: EmbeddedRedis, sdp_state: sdp_simulator.
        llm_state: llm_simulator.LlmSimState) -> Iterator[psycopg.Connection]:
     """A clean slate for each test: empty tables, an empty SDP simulator, an empty cache and LLM log."""
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE ticket_history, system_inventory, posted_notes, ticket_lexeme_stats,"
+        conn.execute("TRUNCATE ticket_history, system_inventory, posted_notes, ticket_launches, ticket_lexeme_stats,"
                      " ticket_corpus_stats, ticket_embeddings CASCADE")
         with sdp_state.lock:
             sdp_state.requests.clear()
@@ -175,6 +174,8 @@ def db(database_url: str, redis_server: EmbeddedRedis, sdp_state: sdp_simulator.
             sdp_state.calls.clear()
             sdp_state.notes_listed_without_description = False
             sdp_state.note_wrapper = "note"
+            sdp_state.webhooks.clear()
+            sdp_state.webhook_calls.clear()
         with llm_state.lock:
             llm_state.requests.clear()
             llm_state.responses.clear()

@@ -74,3 +74,11 @@ def run_enhance(resources: dict, tenant_id: str, ticket_id: str, instance: dg.Da
     return enhance_ticket.execute_in_process(
         run_config={"ops": {"load_ticket": {"config": {"tenant_id": tenant_id, "ticket_id": ticket_id}}}},
         resources=resources, instance=instance or dg.DagsterInstance.ephemeral(), raise_on_error=False)
+
+
+def sensor_context(resources: dict, instance: dg.DagsterInstance, cursor: str | None = None
+                   ) -> dg.SensorEvaluationContext:
+    """A tick's context for the new-ticket sensor or the delivery sweep, as the daemon builds it: an instance
+    (they read run history) and the resources they take."""
+    return dg.build_sensor_context(cursor=cursor, instance=instance,
+                                   resources={"sdp": resources["sdp"], "postgres": resources["postgres"]})

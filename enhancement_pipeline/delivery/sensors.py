@@ -18,6 +18,7 @@ import dagster as dg
 from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
 from pydantic import ValidationError
 
+from enhancement_pipeline.delivery.claims import TRIGGER_TAG
 from enhancement_pipeline.delivery.failures import FAILURE_TAG
 from enhancement_pipeline.delivery.sweep import Attempts, NewTicketPath, SweepPolicy, TicketSeen, judge, path_alive
 from enhancement_pipeline.enhancement.job import enhance_ticket
@@ -36,7 +37,6 @@ MAX_RUNS_PER_SWEEP = 100
 NEW_TICKET_SENSOR_STALE_S = 300.0
 """A new-ticket sensor whose latest tick is older than this (or than the sweep's minimum age) has stopped working:
 the sweep no longer waits for it (its ticks come every few seconds while it works)."""
-TRIGGER_TAG = "enhancement/trigger"
 ATTEMPT_TAG = "enhancement/attempt"
 IN_FLIGHT = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING}

@@ -1,17 +1,22 @@
 """``<tenant>__new_ticket_sensor``: one ``enhance_ticket`` run per new request (run key ``tenant:ticket``).
 
-It reads SDP through ``servicedesk.polling.iter_since`` on ``created_time`` and keeps a ``StreamCursor``. The
+It reads SDP through ``servicedesk.polling.iter_since`` on ``created_time`` and keeps a ``StreamCursor``. Where SDP
+pushes new tickets (``push/receiver.py``), the receiver has usually launched the ticket's run before this sensor
+sees it: each ticket is claimed (``delivery/claims.py``) and only the trigger holding the claim launches. The
 delivery sweep (``delivery/sensors.py``) comes back for any ticket whose run was lost.
 """
 
 import dagster as dg
+import psycopg
 
+from enhancement_pipeline.delivery import claims
 from enhancement_pipeline.enhancement.job import enhance_ticket
 from enhancement_pipeline.servicedesk.client import SdpError
 from enhancement_pipeline.servicedesk.payloads import FINISHED_STATUSES
 from enhancement_pipeline.servicedesk.polling import MalformedRow, iter_since, raw_text, read_cursor
 from enhancement_pipeline.servicedesk.resource import ServiceDeskResource
 from enhancement_pipeline.settings import Settings, get_settings
+from enhancement_pipeline.storage.postgres import PostgresResource
 from enhancement_pipeline.tenants import Tenant
 
 MAX_RUNS_PER_TICK = 200
@@ -32,6 +37,25 @@ def already_run(instance: dg.DagsterInstance, tenant_id: str, ticket_ids: list[s
     return {r.dagster_run.tags["ticket_id"]: r.dagster_run.run_id for r in records}
 
 
+def _claimed(context: dg.SensorEvaluationContext, postgres: PostgresResource, tenant_id: str,
+             run_requests: list[dg.RunRequest]) -> list[dg.RunRequest]:
+    """The requests whose ticket this sensor holds the claim on (``delivery/claims.py``): a ticket SDP pushed is
+    the push receiver's. When the claims cannot be read (Postgres away), every request goes ahead: a ticket is
+    never lost for it, and a second run of a pushed ticket posts no second note (``delivery/posting.py``)."""
+    if not run_requests:
+        return run_requests
+    try:
+        with postgres.connection() as conn:
+            held = claims.claim(conn, tenant_id, [r.tags["ticket_id"] for r in run_requests], claims.SENSOR)
+    except psycopg.Error as exc:
+        context.log.warning(f"ticket claims unavailable ({type(exc).__name__}: {exc}); requesting every run")
+        return run_requests
+    pushed = [r.tags["ticket_id"] for r in run_requests if held.get(r.tags["ticket_id"]) != claims.SENSOR]
+    if pushed:
+        context.log.info(f"{len(pushed)} request(s) already launched by {claims.PUSH}: {', '.join(pushed)}")
+    return [r for r in run_requests if held.get(r.tags["ticket_id"]) == claims.SENSOR]
+
+
 def build_new_ticket_sensor(tenant: Tenant, settings: Settings | None = None) -> dg.SensorDefinition:
     """``<tenant>__new_ticket_sensor``: polls ``created_time`` and launches one enhance_ticket run per request.
     Its interval and first-tick lookback come from ``settings`` (default: the environment's)."""
@@ -43,7 +67,8 @@ def build_new_ticket_sensor(tenant: Tenant, settings: Settings | None = None) ->
                default_status=dg.DefaultSensorStatus.RUNNING,
                description=f"Polls {tenant_id}'s SDP for requests created since its cursor and launches one "
                            "enhance_ticket run per request (run key tenant:ticket).")
-    def new_ticket_sensor(context: dg.SensorEvaluationContext, sdp: ServiceDeskResource) -> dg.SensorResult:
+    def new_ticket_sensor(context: dg.SensorEvaluationContext, sdp: ServiceDeskResource,
+                          postgres: PostgresResource) -> dg.SensorResult:
         cursor = read_cursor(context.cursor, name, settings.new_ticket_lookback_minutes)
         run_requests: list[dg.RunRequest] = []
         requested: set[str] = set()
@@ -113,6 +138,7 @@ def build_new_ticket_sensor(tenant: Tenant, settings: Settings | None = None) ->
             context.log.info(f"{len(ran)} request(s) already have a run, none requested again: "
                              + ", ".join(f"{t} (run {run_id[:8]})" for t, run_id in ran.items()))
             run_requests = [r for r in run_requests if r.tags["ticket_id"] not in ran]
+        run_requests = _claimed(context, postgres, tenant_id, run_requests)
         return dg.SensorResult(run_requests=run_requests, cursor=cursor.model_dump_json())
 
     return new_ticket_sensor

@@ -22,6 +22,7 @@ the demo started (``run_demo``). ``ENHANCEMENT_DEMO_ROOT`` puts the demo's folde
 import html
 import os
 import re
+import secrets
 import shutil
 import signal
 import statistics
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,16 +151,18 @@ def start_stack(history: list[ArticleTicket]) -> tuple[Stack, dict[str, str]]:
         # demo's backfill down. A real deployment keeps the default (10/s) or sets its own per tenant.
         "SDP_REQUEST_BUDGET_PER_S": "500", "RESOLVED_TICKET_SENSOR_INTERVAL_S": "5", "INVENTORY_SENSOR_INTERVAL_S": "5",
         **dagster_env(postgres, DEMO_ROOT / "dagster", stack.redis.url()),
+        "SDP_WEBHOOK_SECRET": secrets.token_urlsafe(24),
     }
     return stack, env
 
 
 def start_run_workers(stack: Stack, env: dict[str, str], logs: Path, count: int = 1,
-                      concurrency: int = RUN_WORKER_CONCURRENCY) -> list[subprocess.Popen]:
+                      concurrency: int = RUN_WORKER_CONCURRENCY, first: int = 1) -> list[subprocess.Popen]:
     """``count`` warm run workers (``enhancement-pipeline worker``, Celery, ``concurrency`` processes each), each
-    its own process group, logging to ``logs/worker<i>.log``; added to ``stack.processes``."""
+    its own process group, named ``worker<i>`` from ``i = first`` and logging to ``logs/worker<i>.log``; added to
+    ``stack.processes``."""
     workers = []
-    for i in range(1, count + 1):
+    for i in range(first, first + count):
         workers.append(subprocess.Popen(
             [str(Path(sys.executable).parent / "enhancement-pipeline"), "worker", "--concurrency", str(concurrency),
              "--name", f"worker{i}@%h"],
@@ -166,6 +170,28 @@ def start_run_workers(stack: Stack, env: dict[str, str], logs: Path, count: int 
             stderr=subprocess.STDOUT, start_new_session=True))
     stack.processes += workers
     return workers
+
+
+def start_receiver(stack: Stack, env: dict[str, str], logs: Path, timeout_s: float = 60) -> str:
+    """``enhancement-pipeline receiver`` on a free port, its own process group, logging to ``logs/receiver.log``;
+    returns its URL once it answers ``/health``."""
+    import httpx
+
+    port = free_port()
+    stack.processes.append(subprocess.Popen(
+        [str(Path(sys.executable).parent / "enhancement-pipeline"), "receiver", "--port", str(port)],
+        cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=(logs / "receiver.log").open("a"),
+        stderr=subprocess.STDOUT, start_new_session=True))
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    _wait(answers, timeout_s, "the push receiver")
+    return url
 
 
 def start_daemon(stack: Stack, env: dict[str, str], logs: Path) -> subprocess.Popen:
@@ -200,8 +226,9 @@ def _wait(predicate, timeout_s: float, what: str, interval_s: float = 0.5) -> No
         time.sleep(interval_s)
 
 
-def run_demo(ui: bool = False, n_new: int = 24, interval_s: float = 3.0) -> int:
-    """Run the demo; returns the process exit code (0 when every ticket got exactly one note).
+def run_demo(ui: bool = False, n_new: int = 24, interval_s: float = 3.0, push: bool = True) -> int:
+    """Run the demo; returns the process exit code (0 when every ticket got exactly one note). ``push``: SDP's
+    webhook announces each new ticket to the push receiver (else the new-ticket sensor alone finds them).
 
     Ctrl-C or SIGTERM stops every process and server the demo started, then raises ``Stopped`` (with the
     signal's number); with ``ui``, one that ends the wait after the summary returns as usual instead. A
@@ -222,7 +249,7 @@ def run_demo(ui: bool = False, n_new: int = 24, interval_s: float = 3.0) -> int:
         try:
             os.environ.update(env)
             prepare_dagster_home(Path(env["DAGSTER_HOME"]))
-            return _run(stack, env, history, new, ui, started, interval_s)
+            return _run(stack, env, history, new, ui, started, interval_s, push)
         except DagsterExecutionInterruptedError:
             # The in-process backfill takes SIGINT and SIGTERM itself (Dagster treats both as an interrupt
             # and does not say which); reported as the Ctrl-C it usually is.
@@ -233,7 +260,8 @@ def run_demo(ui: bool = False, n_new: int = 24, interval_s: float = 3.0) -> int:
                 stack.stop()
 
 
-def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: float, interval_s: float) -> int:
+def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: float, interval_s: float,
+         push: bool) -> int:
     import dagster as dg
 
     from enhancement_pipeline.definitions import defs
@@ -266,6 +294,12 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
     workspace = str(PROJECT_ROOT / "workspace.yaml")
     start_run_workers(stack, env, logs)
     start_daemon(stack, env, logs)
+    if push:
+        receiver_url = start_receiver(stack, env, logs)
+        # As an SDP administrator sets it up: a Custom Trigger on Created with a Webhook action (docs/deployment.md).
+        stack.sdp_state.webhooks.append(sdp_simulator.Webhook(
+            url=f"{receiver_url}/sdp/{TENANT}/requests", headers={"X-Webhook-Secret": env["SDP_WEBHOOK_SECRET"]}))
+        _say(f"push receiver on {receiver_url}: SDP's webhook announces each new ticket (the sensor still polls)")
     ui_port = None
     if ui:
         ui_port = free_port() if os.environ.get("DAGSTER_UI_PORT") is None else int(os.environ["DAGSTER_UI_PORT"])
@@ -358,6 +392,7 @@ def _keep_fresh(instance, client: ServiceDeskClient, created: dict, env: dict[st
 def _report(instance, created, notes_for, ui_port, started, fresh: bool) -> int:
     from dagster import DagsterRunStatus, RunsFilter
 
+    from enhancement_pipeline.delivery.claims import TRIGGER_TAG
     from enhancement_pipeline.enhancement.job import PROMPT_VERSION_TAG
     from enhancement_pipeline.enhancement.prompts import PROMPT_VERSION
 
@@ -375,8 +410,13 @@ def _report(instance, created, notes_for, ui_port, started, fresh: bool) -> int:
             latencies.append(seconds)
             if example_note is None and t.article_id == IP_TICKET_ARTICLES[0]:
                 example_note = (rid, t, notes[0])
-        rows.append((rid, t, len(notes), meta, seconds, runs[0].status.value if runs else "no run"))
+        status = runs[0].status.value if runs else "no run"
+        # What launched the ticket's first run: the push receiver, the new-ticket sensor or the sweep.
+        via = runs[-1].tags.get(TRIGGER_TAG, "sensor" if runs[-1].tags.get("dagster/sensor_name") else "hand") \
+            if runs else "-"
+        rows.append((rid, t, len(notes), meta, seconds, f"{status} ({via})"))
         tagged += bool(runs) and runs[0].tags.get(PROMPT_VERSION_TAG) == PROMPT_VERSION
+    vias = Counter(row[5].rsplit("(", 1)[1].rstrip(")") for row in rows)
     failed = instance.get_runs_count(RunsFilter(job_name="enhance_ticket", statuses=[DagsterRunStatus.FAILURE]))
 
     if example_note:
@@ -388,7 +428,7 @@ def _report(instance, created, notes_for, ui_port, started, fresh: bool) -> int:
         for href, text in links:
             print(f"  {html.unescape(text)} -> {html.unescape(href)}")
     print("\n" + f"{'request':>20}  {'subject':<40} {'similar':>7} {'KB':>3} {'systems':>7} {'mode':>16} "
-          f"{'removed':>7} {'words':>5} {'notes':>5} {'seconds':>7}  run")
+          f"{'removed':>7} {'words':>5} {'notes':>5} {'seconds':>7}  run (launched by)")
     for rid, t, n_notes, meta, seconds, status in rows:
         subject = (t.subject[:37] + "...") if len(t.subject) > 40 else t.subject
         note_meta = meta.get("note", {})
@@ -402,7 +442,8 @@ def _report(instance, created, notes_for, ui_port, started, fresh: bool) -> int:
     print(f"\ngrounding: {len(notes_meta)} notes checked against their context, "
           f"{sum(m.get('ungrounded_removed', 0) for m in notes_meta)} ungrounded items removed; "
           f"LLM tokens {tokens:,}, estimated cost ${sum(m.get('estimated_cost_usd', 0) for m in notes_meta):.4f}; "
-          f"runs tagged {PROMPT_VERSION_TAG}={PROMPT_VERSION}: {tagged}/{len(created)}")
+          f"runs tagged {PROMPT_VERSION_TAG}={PROMPT_VERSION}: {tagged}/{len(created)}; runs launched by "
+          + ", ".join(f"{via} {n}" for via, n in vias.most_common()))
     print()
     if failed:
         print(f"{failed} enhance_ticket run(s) failed; see the Dagster UI or {_shown(DEMO_ROOT / 'logs')}/daemon.log")

@@ -104,6 +104,20 @@ class Fault:
 
 
 @dataclass
+class Webhook:
+    """A Custom Trigger on *Created* with a Webhook action, as an SDP administrator sets one up: ``POST url`` with
+    ``headers`` and the JSON ``template``, whose ``$id``, ``$display_id`` and ``$subject`` SDP fills in (JSON-escaped).
+    SDP runs triggers after it has stored the request, apart from the API call that created it: the simulator
+    posts from a thread of its own, ``delay_s`` after the creation, and records each answer's status (or the
+    error) in ``SdpState.webhook_calls``."""
+
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    template: str = '{"request": {"id": "$id", "display_id": "$display_id"}, "event": "created"}'
+    delay_s: float = 0.0
+
+
+@dataclass
 class SdpState:
     """Requests, notes and resolutions; every mutation under ``lock``.
 
@@ -130,6 +144,10 @@ class SdpState:
     """``request_note``: an old on-prem build that takes only the old ``request_note`` input wrapper (refusing
     ``note`` with 400/4012, field ``request_note``: the code an SDP sends for a missing mandatory field; the
     exact wording of such a build's refusal is our assumption) and answers in it."""
+    webhooks: list[Webhook] = field(default_factory=list)
+    """Fired for every request created through the API (``POST /api/v3/requests``), not for seeded ones."""
+    webhook_calls: list[tuple[str, int | str]] = field(default_factory=list)
+    """(request id, HTTP status or error) of every webhook call made, in order."""
     lock: threading.RLock = field(default_factory=threading.RLock)
     _next: int = 1
     _list_cache: dict[str, tuple[list[dict[str, Any]], list]] = field(default_factory=dict)
@@ -181,6 +199,28 @@ class SdpState:
                                          "submitted_by": _user(technician or "Technician"),
                                          "resolution_attachments": []}
         return record
+
+    def fire_webhooks(self, record: dict[str, Any]) -> None:
+        """Call every ``webhooks`` entry for a created request, each from a thread of its own."""
+        for hook in list(self.webhooks):
+            threading.Thread(target=self._call_webhook, args=(hook, record), name="sdp-webhook", daemon=True).start()
+
+    def _call_webhook(self, hook: Webhook, record: dict[str, Any]) -> None:
+        import httpx
+
+        if hook.delay_s:
+            time.sleep(hook.delay_s)
+        body = hook.template
+        for name in ("display_id", "subject", "id"):  # longest first: $id is a prefix of $id_anything
+            body = body.replace(f"${name}", json.dumps(str(record.get(name) or ""))[1:-1])
+        try:
+            answer = httpx.post(hook.url, content=body.encode(), timeout=10,
+                                headers={"Content-Type": "application/json", **hook.headers})
+            outcome: int | str = answer.status_code
+        except httpx.HTTPError as exc:
+            outcome = type(exc).__name__
+        with self.lock:
+            self.webhook_calls.append((record["id"], outcome))
 
     def add_note(self, rid: str, note: dict[str, Any]) -> dict[str, Any]:
         if not note.get("description"):
@@ -563,6 +603,7 @@ def create_app(state: SdpState) -> Starlette:
                                            requester_email=requester.get("email_id"), status=status,
                                            category=(body.get("category") or {}).get("name"),
                                            priority=(body.get("priority") or {}).get("name"))
+                state.fire_webhooks(record)
                 return _ok({"request": record})
         rid = parts[1]
         if len(parts) == 2:

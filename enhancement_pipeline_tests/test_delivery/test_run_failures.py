@@ -87,8 +87,16 @@ def test_dagster_yaml_turns_on_run_monitoring_and_run_retries(tmp_path, monkeypa
             conn.execute("CREATE DATABASE dagster_yaml_check")
     url = database_url.rsplit("/", 1)[0] + "/dagster_yaml_check"
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        monkeypatch.setenv(name, "redis://127.0.0.1:9/1")  # only read here: nothing is launched
     config = yaml.safe_load((tmp_path / "dagster.yaml").read_text())
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:  # the schema Dagster's daemon validates
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_start_timeout_seconds == config["run_monitoring"]["start_timeout_seconds"]
         assert instance.run_retries_enabled and instance.run_retries_retry_on_asset_or_op_failure
+        # Runs go to warm workers, and a run whose worker died can be resumed (the launcher reports its health).
+        launcher = instance.run_launcher
+        assert type(launcher).__name__ == "CheckedCeleryRunLauncher"
+        assert launcher.supports_resume_run and launcher.supports_check_run_worker_health
+        assert instance.run_monitoring_max_resume_run_attempts >= 1
+        assert config["run_coordinator"]["config"]["max_concurrent_runs"] >= 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import dagster as dg
-import pytest
 
 from enhancement_pipeline.delivery.failures import FAILURE_TAG
 from enhancement_pipeline.delivery.sensors import ATTEMPT_TAG, TRIGGER_TAG, build_delivery_sweep
@@ -16,7 +15,7 @@ from enhancement_pipeline.enhancement.sensors import build_new_ticket_sensor, ne
 from enhancement_pipeline.servicedesk.payloads import FINISHED_STATUSES
 from enhancement_pipeline.servicedesk.polling import StreamCursor
 from enhancement_pipeline_tests.conftest import TENANT
-from enhancement_pipeline_tests.helpers import run_enhance
+from enhancement_pipeline_tests.helpers import run_enhance, sensor_context
 
 NOW = 1_800_000_000.0
 POLICY = SweepPolicy(min_age_s=600, retry_wait_s=600, max_attempts=3)
@@ -196,9 +195,7 @@ def test_the_new_ticket_sensor_requests_no_run_for_a_ticket_the_sweep_already_ra
                                         created_millis=now_ms - 60_000 + i)["id"] for i in range(2))
     a_run(instance, swept, dg.DagsterRunStatus.SUCCESS, **{TRIGGER_TAG: "delivery_sweep"})
     sensor = build_new_ticket_sensor(tenant)
-    context = dg.build_sensor_context(instance=instance, cursor=StreamCursor(ms=now_ms - 120_000).model_dump_json(),
-                                      resources={"sdp": resources["sdp"]})
-    result = sensor(context)
+    result = sensor(sensor_context(resources, instance, StreamCursor(ms=now_ms - 120_000).model_dump_json()))
     assert [r.tags["ticket_id"] for r in result.run_requests] == [new]
     # The cursor still passes both: the swept ticket is not listed again.
     assert StreamCursor.model_validate_json(result.cursor).handled(now_ms - 60_000 + 1, new)

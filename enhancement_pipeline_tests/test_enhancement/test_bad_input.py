@@ -17,7 +17,14 @@ from enhancement_pipeline.servicedesk.html_text import html_to_text
 from enhancement_pipeline.servicedesk.payloads import MAX_DESCRIPTION_CHARS
 from enhancement_pipeline.servicedesk.polling import StreamCursor
 from enhancement_pipeline_tests.conftest import TENANT
-from enhancement_pipeline_tests.helpers import LOOKUPS, import_history, output_of, run_enhance, step_metadata
+from enhancement_pipeline_tests.helpers import (
+    LOOKUPS,
+    import_history,
+    output_of,
+    run_enhance,
+    sensor_context,
+    step_metadata,
+)
 
 CONTROL = "".join(map(chr, range(32))) + "\x7f"
 BINARY = bytes(range(256)).decode("latin-1")  # every byte value, as a mail gateway may pass an attachment on
@@ -35,7 +42,7 @@ def world(db, sdp_state, resources, tenant):
 
 def tick(resources, tenant, instance, cursor: str | None = None) -> dg.SensorResult:
     sensor = build_new_ticket_sensor(tenant)
-    return sensor(dg.build_sensor_context(cursor=cursor, resources={"sdp": resources["sdp"]}, instance=instance))
+    return sensor(sensor_context(resources, instance, cursor))
 
 
 def failure_reason(result) -> str:

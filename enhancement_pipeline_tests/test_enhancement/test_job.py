@@ -14,7 +14,14 @@ from enhancement_pipeline.local.datasets import IP_TICKET_ARTICLES, demo_split
 from enhancement_pipeline.local.sdp_simulator import Fault
 from enhancement_pipeline.servicedesk.payloads import html_to_text
 from enhancement_pipeline_tests.conftest import TENANT, replace_resource
-from enhancement_pipeline_tests.helpers import LOOKUPS, import_history, open_ticket, output_of, run_enhance, step_metadata
+from enhancement_pipeline_tests.helpers import (
+    LOOKUPS,
+    import_history,
+    open_ticket,
+    output_of,
+    run_enhance,
+    step_metadata,
+)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from enhancement_pipeline.enhancement.sensors import build_new_ticket_sensor
 from enhancement_pipeline.local.sdp_simulator import Fault
 from enhancement_pipeline.servicedesk.polling import StreamCursor
 from enhancement_pipeline_tests.conftest import TENANT
+from enhancement_pipeline_tests.helpers import sensor_context
 
 NOW_MS = int(time.time() * 1000)
 
@@ -31,7 +32,7 @@ def tick(resources, tenant, instance):
     sensor = build_new_ticket_sensor(tenant)
 
     def evaluate(cursor: str | None = None) -> dg.SensorResult:
-        return sensor(dg.build_sensor_context(cursor=cursor, resources={"sdp": resources["sdp"]}, instance=instance))
+        return sensor(sensor_context(resources, instance, cursor))
 
     return evaluate
 
