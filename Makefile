@@ -9,7 +9,7 @@ EXTRAS ?= dev
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install demo test ui migrate clean bench-quality bench-latency bench-notes bench-floors bench-fidelity bench-echo faults
+.PHONY: install demo test ui migrate clean bench-quality bench-latency bench-notes bench-floors bench-fidelity bench-echo faults latency
 
 install: $(STAMP)
 
@@ -63,3 +63,9 @@ bench-floors: $(STAMP)
 # one row per scenario (exactly once, missing, duplicates, stuck, seconds to drain). An hour or more.
 faults: $(STAMP)
 	$(BIN)/python benchmarks/faults.py
+
+# Seconds from ticket to note, a burst's drain rate, CPU per ticket and idle memory, for each way runs are launched
+# (issue 16): a process per run, warm workers polled, warm workers with push. 30-40 minutes on 2 cores.
+latency:
+	$(MAKE) install EXTRAS=dev,bench
+	$(BIN)/python benchmarks/latency.py

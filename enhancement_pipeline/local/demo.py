@@ -345,7 +345,15 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
     except TimeoutError as exc:
         _say(str(exc))
     fresh = _keep_fresh(instance, client, created, env, history_asset_key(TENANT), inventory_key)
-    return _report(instance, created, notes_for, ui_port, started, fresh)
+    pushed = True
+    if push:
+        with stack.sdp_state.lock:
+            answers = Counter(str(outcome) for rid, outcome in stack.sdp_state.webhook_calls if rid in created)
+        # 202: the receiver launched the run; 200: the sensor had it first. Anything else is a broken push path.
+        pushed = set(answers) <= {"200", "202"} and sum(answers.values()) == len(created)
+        _say("SDP's webhook calls answered: " + ", ".join(f"{n} x {code}" for code, n in sorted(answers.items()))
+             + ("" if pushed else f" (expected {len(created)} answered 202 or 200; see logs/receiver.log)"))
+    return _report(instance, created, notes_for, ui_port, started, fresh and pushed)
 
 
 def _keep_fresh(instance, client: ServiceDeskClient, created: dict, env: dict[str, str], history_key,
@@ -389,7 +397,9 @@ def _keep_fresh(instance, client: ServiceDeskClient, created: dict, env: dict[st
     return ok
 
 
-def _report(instance, created, notes_for, ui_port, started, fresh: bool) -> int:
+def _report(instance, created, notes_for, ui_port, started, delivered: bool) -> int:
+    """Print the note, the table and the summary; 0 when every ticket got one note and ``delivered`` (the
+    sensors and the push path did their part)."""
     from dagster import DagsterRunStatus, RunsFilter
 
     from enhancement_pipeline.delivery.claims import TRIGGER_TAG
@@ -453,7 +463,7 @@ def _report(instance, created, notes_for, ui_port, started, fresh: bool) -> int:
     p95 = _percentile(latencies, 95)
     print(f"demo took {time.monotonic() - started:.0f} s; logs in {_shown(DEMO_ROOT / 'logs')}")
     print(f"enhanced {enhanced}/{len(created)} tickets, notes posted {posted_total}, p50 {p50:.1f} s, p95 {p95:.1f} s")
-    ok = enhanced == len(created) and posted_total == len(created) and fresh
+    ok = enhanced == len(created) and posted_total == len(created) and delivered
     if ui_port and ok:
         try:
             signal.pause()

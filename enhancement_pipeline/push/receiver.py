@@ -151,6 +151,9 @@ def receiver_for_deployment() -> tuple[Receiver, Callable[[], None]]:
 
     instance = dg.DagsterInstance.get()
     submitter = RunSubmitter(instance)
+    # Resolved as Dagster resolves them for a run (their EnvVar values read from the environment).
+    resolved = dg.build_resources({"sdp": defs.resources["sdp"], "postgres": defs.resources["postgres"]})
+    resources = resolved.__enter__()
 
     def submit(tenant_id: str, ticket_id: str, display_id: str | None) -> str:
         run = submitter.submit(
@@ -160,9 +163,9 @@ def receiver_for_deployment() -> tuple[Receiver, Callable[[], None]]:
         return run.run_id
 
     def close() -> None:
+        resolved.__exit__(None, None, None)
         submitter.close()
         instance.dispose()
 
-    receiver = Receiver(tenants=get_tenants(), sdp=defs.resources["sdp"], postgres=defs.resources["postgres"],
-                        submit=submit)
+    receiver = Receiver(tenants=get_tenants(), sdp=resources.sdp, postgres=resources.postgres, submit=submit)
     return receiver, close

@@ -1,10 +1,11 @@
 """Warm run workers: the Celery app whose workers execute Dagster runs launched by ``CeleryRunLauncher``.
 
-``dagster.yaml`` names ``dagster_celery.launcher.CeleryRunLauncher`` as the run launcher: the daemon's run queue
-hands each run to Celery (broker and result backend: Redis, ``CELERY_BROKER_URL`` / ``CELERY_RESULT_BACKEND``),
-and a worker process that is already running executes it (``dagster_celery.tasks``' ``execute_job`` task, which
-runs Dagster's own ``execute_run`` body). Each run keeps its run id, tags, events, retries and monitoring; only the
-fresh interpreter per run is gone (issue 16: ~2.5 CPU-s per run to start one, against ~0.2 CPU-s warm).
+``dagster.yaml`` names ``workers.launcher.CheckedCeleryRunLauncher`` (dagster-celery's ``CeleryRunLauncher``,
+mended) as the run launcher: the daemon's run queue hands each run to Celery (broker and result backend: Redis,
+``CELERY_BROKER_URL`` / ``CELERY_RESULT_BACKEND``), and a worker process that is already running executes it
+(the ``execute_job`` task below: Dagster's own ``execute_run`` body, as in ``dagster_celery.tasks``, on an
+instance the process keeps). Each run keeps its run id, tags, events, retries and monitoring; only the fresh
+interpreter per run is gone (issue 16: ~2.5 CPU-s per run to start one).
 
 Why this module and not ``dagster_celery.app``: that app reads its broker from ``dagster_celery_config`` or
 RabbitMQ defaults, and imports nothing of ours. Here the broker is the project's Redis, and the worker's main
@@ -21,12 +22,16 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from celery import signals
-from dagster_celery.config import DEFAULT_CONFIG
+from dagster_celery.config import (
+    DEFAULT_CONFIG,
+    TASK_EXECUTE_JOB_NAME,
+    TASK_RESUME_JOB_NAME,
+)
 from dagster_celery.defaults import task_default_queue
 from dagster_celery.make_app import make_app
-from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +73,54 @@ app = make_app(app_args={
     },
     "task_default_queue": task_default_queue,
 })
-execute_job = create_execute_job_task(app)
-resume_job = create_resume_job_task(app)
+_instance = None
+
+
+def worker_instance():
+    """This process's Dagster instance (``DAGSTER_HOME``), made once and kept for every run it executes.
+
+    dagster-celery's own tasks (``dagster_celery.tasks``) make a new instance per run, and Dagster's Postgres
+    storages open a new connection for every event they write (``NullPool``: right for a process per run): about
+    60 connections per run, each a new PostgreSQL backend. A worker lives for days, as the webserver does, so it
+    takes the webserver's setting (``optimize_for_webserver``: a pooled connection per storage), without its
+    statement timeout.
+    """
+    global _instance
+    if _instance is None:
+        import dagster as dg
+
+        _instance = dg.DagsterInstance.get()
+        _instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=4)
+    return _instance
+
+
+def _discard(_event: Any) -> None:
+    """Events already went to the instance's event log; nothing else needs them."""
+
+
+# The tasks CeleryRunLauncher sends (by name), as dagster_celery.tasks defines them, on the kept instance.
+@app.task(bind=True, name=TASK_EXECUTE_JOB_NAME, track_started=True)
+def execute_job(_self: Any, execute_job_args_packed: Any) -> int:
+    """Execute one Dagster run (``ExecuteRunArgs``) in this process; 1 when the run failed, else 0."""
+    from dagster._cli.api import _execute_run_command_body
+    from dagster._grpc.types import ExecuteRunArgs
+    from dagster._serdes import unpack_value
+
+    args = unpack_value(execute_job_args_packed, as_type=ExecuteRunArgs)
+    return _execute_run_command_body(run_id=args.run_id, instance=worker_instance(), write_stream_fn=_discard,
+                                     set_exit_code_on_failure=args.set_exit_code_on_failure is not False)
+
+
+@app.task(bind=True, name=TASK_RESUME_JOB_NAME, track_started=True)
+def resume_job(_self: Any, resume_job_args_packed: Any) -> int:
+    """Resume one Dagster run (``ResumeRunArgs``) whose worker died; 1 when the run failed, else 0."""
+    from dagster._cli.api import _resume_run_command_body
+    from dagster._grpc.types import ResumeRunArgs
+    from dagster._serdes import unpack_value
+
+    args = unpack_value(resume_job_args_packed, as_type=ResumeRunArgs)
+    return _resume_run_command_body(run_id=args.run_id, instance=worker_instance(), write_stream_fn=_discard,
+                                    set_exit_code_on_failure=args.set_exit_code_on_failure is not False)
 
 
 @signals.worker_init.connect
@@ -85,9 +136,12 @@ def _preload_code(**_kwargs) -> None:
 
 @signals.worker_process_init.connect
 def _warm_child(**_kwargs) -> None:
-    """In each pool child, after the fork: load the sentence encoder once (not fork-safe to share)."""
+    """In each pool child, after the fork: load the sentence encoder once (not fork-safe to share), with one
+    inference thread per child unless ``EMBEDDINGS_THREADS`` says otherwise (the children are the parallelism;
+    threads on top only contend for the same cores)."""
     if os.environ.get(PRELOAD_ENV, "1") == "0":
         return
-    from enhancement_pipeline.history.embeddings import load_encoder
+    from enhancement_pipeline.history.embeddings import THREADS_ENV, load_encoder
 
+    os.environ.setdefault(THREADS_ENV, "1")
     load_encoder()

@@ -37,11 +37,30 @@ def test_vectors_are_float32_unit_rows_of_384(encoder):
     assert encoder.encode([]).shape == (0, DIMENSIONS)
 
 
-def test_a_text_gets_the_same_vector_alone_or_in_a_padded_batch(encoder):
+@pytest.fixture(scope="module")
+def uncached() -> OnnxEncoder:
+    """An encoder that computes every vector (no ``_VectorCache``), to compare computations."""
+    return OnnxEncoder(cache_size=0)
+
+
+def test_a_text_gets_the_same_vector_alone_or_in_a_padded_batch(uncached):
     texts = ["short", "a much longer ticket text about a printer that jams on every second page " * 5, "mid size text"]
-    together = encoder.encode(texts)
-    alone = np.stack([encoder.encode([t])[0] for t in texts])
+    together = uncached.encode(texts)
+    alone = np.stack([uncached.encode([t])[0] for t in texts])
     np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_a_text_seen_again_is_not_encoded_again_and_gets_the_same_vector(uncached):
+    encoder = OnnxEncoder()
+    long = "the mail queue on the edge server is stuck and users get NDR 5.7.1 " * 40  # > 256 word pieces
+    first = encoder.encode(["Printer jams on page two", long])
+    misses = encoder.cache.misses
+    # Seen again, in another batch, and the long one cut at 2,000 characters (the same first 256 word pieces):
+    again = encoder.encode([long[:2000], "Printer jams on page two", "A new one: VPN drops hourly"])
+    assert encoder.cache.misses == misses + 1 and encoder.cache.hits >= 2
+    np.testing.assert_array_equal(again[[1, 0]], first)
+    np.testing.assert_allclose(again, uncached.encode([long[:2000], "Printer jams on page two",
+                                                       "A new one: VPN drops hourly"]), atol=1e-5)
 
 
 def test_the_tokenizer_is_bert_base_uncased_word_pieces(encoder):
