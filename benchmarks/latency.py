@@ -80,6 +80,7 @@ class Result:
     burst_s: float | None = None
     burst_n: int = 0
     cpu_s: float | None = None
+    cpu_by_role: dict[str, float] = field(default_factory=dict)
     pss_mb: float | None = None
     rss_mb: float | None = None
     launched_by: dict[str, int] = field(default_factory=dict)
@@ -91,6 +92,12 @@ class Result:
     @property
     def cpu_per_ticket(self) -> float | None:
         return self.cpu_s / self.burst_n if self.cpu_s is not None and self.burst_n else None
+
+
+def role_of(args) -> str:
+    """A process's role from its command line (``enhancement-pipeline worker`` -> ``worker``)."""
+    words = " ".join(map(str, args))
+    return next((r for r in ("daemon", "worker", "receiver") if r in words), "other")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -144,31 +151,33 @@ class LaunchPath:
             self.stack.processes.remove(proc)
         self.procs = []
 
-    def processes(self) -> list[psutil.Process]:
-        """Every live process of the stack this path runs on: its own trees, PostgreSQL's and redis-server."""
-        roots = [p.pid for p in self.procs]
-        roots.append(int((self.stack.postgres.root / "data" / "postmaster.pid").read_text().split()[0]))
-        roots.append(self.stack.redis._proc.pid)
-        found: dict[int, psutil.Process] = {}
-        for pid in roots:
+    def processes(self) -> list[tuple[str, psutil.Process]]:
+        """Every live process of the stack this path runs on, with its role: its own trees (``daemon`` with its
+        code server and, for a process per run, the runs; ``worker``; ``receiver``), ``postgres``, ``redis``."""
+        roots = [(role_of(p.args), p.pid) for p in self.procs]
+        roots.append(("postgres", int((self.stack.postgres.root / "data" / "postmaster.pid").read_text().split()[0])))
+        roots.append(("redis", self.stack.redis._proc.pid))
+        found: dict[int, tuple[str, psutil.Process]] = {}
+        for role, pid in roots:
             with contextlib.suppress(psutil.NoSuchProcess):
                 root = psutil.Process(pid)
                 for proc in [root, *root.children(recursive=True)]:
-                    found[proc.pid] = proc
+                    found[proc.pid] = (role, proc)
         return list(found.values())
 
-    def cpu_s(self) -> float:
-        total = 0.0
-        for proc in self.processes():
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds so far by role: user + system of each live process and of the children it reaped."""
+        total: dict[str, float] = {}
+        for role, proc in self.processes():
             with contextlib.suppress(psutil.NoSuchProcess):
                 t = proc.cpu_times()
-                total += t.user + t.system + t.children_user + t.children_system
+                total[role] = total.get(role, 0.0) + t.user + t.system + t.children_user + t.children_system
         return total
 
     def memory_mb(self) -> tuple[float, float]:
         """(PSS, RSS) of the stack in MB."""
         pss = rss = 0
-        for proc in self.processes():
+        for _, proc in self.processes():
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, OSError):
                 rss += proc.memory_info().rss
                 for line in Path(f"/proc/{proc.pid}/smaps_rollup").read_text().splitlines():
@@ -276,11 +285,14 @@ def run_path(name: str, stack: demo.Stack, env: dict[str, str], instance, ticket
         if len(done) == len(burst):
             first = min(burst.values()) / 1000
             result.burst_s = max(tickets.noted_at(r) for r in burst) / 1000 - first
-            result.cpu_s = cpu_after - cpu_before
+            result.cpu_by_role = {r: cpu_after[r] - cpu_before.get(r, 0.0) for r in cpu_after}
+            result.cpu_s = sum(result.cpu_by_role.values())
         result.launched_by = launched_by(instance, list(burst))
         say(f"{name}: burst {len(done)}/{len(burst)} noted" + (
             f" in {result.burst_s:.0f} s ({result.rate:.2f} tickets/s), p95 {pct(result.burst, 95):.1f} s, "
-            f"{result.cpu_per_ticket:.2f} CPU-s per ticket" if result.burst_s else " before the timeout"))
+            f"{result.cpu_per_ticket:.2f} CPU-s per ticket ("
+            + ", ".join(f"{r} {v / result.burst_n:.2f}" for r, v in sorted(result.cpu_by_role.items())) + ")"
+            if result.burst_s else " before the timeout"))
         time.sleep(20)
         result.pss_mb, result.rss_mb = path.memory_mb()
         say(f"{name}: idle PSS {result.pss_mb:.0f} MB (RSS sum {result.rss_mb:.0f} MB)")
@@ -392,6 +404,10 @@ def main() -> int:
               f"{(f'{r.cpu_per_ticket:.2f}' if r.cpu_per_ticket is not None else '-'):>12} | {overhead:>12} | "
               f"{r.pss_mb or float('nan'):>11.0f} | {r.rss_mb or float('nan'):>10.0f} | "
               + ", ".join(f"{k} {v}" for k, v in sorted(r.launched_by.items())))
+    for r in results:
+        if r.cpu_by_role:
+            print(f"{r.path}: CPU-s per ticket by role: "
+                  + ", ".join(f"{k} {v / r.burst_n:.2f}" for k, v in sorted(r.cpu_by_role.items())))
     print(f"(one warm run executed in-process: {floor:.2f} CPU-s, simulators included; steady: {args.steady} tickets "
           f"one every {args.interval:g} s; burst: {args.burst} back to back; LLM simulated, instant)")
     print(f"took {time.monotonic() - started:.0f} s; folder {ROOT}" + ("" if args.keep else " (removed)"))

@@ -27,11 +27,12 @@ from typing import Literal
 
 import dagster as dg
 import openai
-from openai import OpenAI
+from openai import DefaultHttpxClient, OpenAI
 from pydantic import BaseModel, ValidationError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from enhancement_pipeline.enhancement.answer import strict_schema
+from enhancement_pipeline.tls import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +240,8 @@ class LlmResource(dg.ConfigurableResource):
         if key is None:
             raise RuntimeError(f"no LLM key: set {self.api_key_env}")
         # The SDK's own retries would wait its own backoff (0.5-8 s, jittered); ours are the documented 2 s, 4 s.
-        return OpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout_s, max_retries=0)
+        return OpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout_s, max_retries=0,
+                      http_client=DefaultHttpxClient(verify=tls_context(), timeout=self.timeout_s))
 
     def _create(self, client: OpenAI, messages: list[dict[str, str]], **extra):
         """One chat completion with our retries: (response, attempts)."""

@@ -24,6 +24,7 @@ from enhancement_pipeline.inventory.ip_addresses import extract_ips
 from enhancement_pipeline.inventory.lookup import lookup_systems
 from enhancement_pipeline.knowledge.client import KnowledgeBaseResource
 from enhancement_pipeline.knowledge.relevance import KB_CANDIDATES, KB_FLOOR, relevances, shown_articles
+from enhancement_pipeline.knowledge.vectors import SharedArticleVectors
 from enhancement_pipeline.models import (
     ContextSection,
     InventoryContext,
@@ -123,8 +124,11 @@ def find_knowledge_articles(ticket: Ticket, kb: KnowledgeBaseResource, notes: No
     answers, cached = kb.search(ticket.tenant_id, query, limit=KB_CANDIDATES)
     encoder = load_encoder()
     # (The ticket's own text is judged, in this process: the floor needs no second call to anyone.)
-    scores = relevances(encoder, ticket.text, answers) if encoder is not None else None
+    shared = SharedArticleVectors(encoder, kb.cache) if encoder is not None else None
+    scores = relevances(encoder, ticket.text, answers, shared) if encoder is not None else None
     items = shown_articles(answers, scores)
+    if shared is not None:
+        metadata["article_vectors_reused"] = f"{shared.hits} of {shared.hits + shared.misses}"
     metadata.update({
         "article_ids": ", ".join(a.article_id for a in items), "cache_hit": cached,
         "kb_answers": len(answers), "below_floor": len(answers) - len(items) if scores is not None else 0,

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from enhancement_pipeline.models import KbArticle
 from enhancement_pipeline.storage.cache import RedisCacheResource
 from enhancement_pipeline.tenants import endpoint_for
+from enhancement_pipeline.tls import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ class KnowledgeBaseResource(dg.ConfigurableResource):
                 log.warning("ignoring unreadable cache entry %s", key)
         try:
             response = httpx.get(f"{endpoint.base_url.rstrip('/')}/api/v1/articles/search",
-                                 params={"query": query, "limit": limit}, timeout=self.timeout_s)
+                                 params={"query": query, "limit": limit}, timeout=self.timeout_s,
+                                 verify=tls_context())
             response.raise_for_status()
             answer = _SearchAnswer.model_validate(response.json())
         except (httpx.HTTPError, ValueError, ValidationError) as exc:

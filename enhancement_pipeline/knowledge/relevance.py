@@ -14,12 +14,14 @@ and the op's metadata says that no floor was applied.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from enhancement_pipeline.models import KbArticle
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from enhancement_pipeline.history.embeddings import Encoder
 
 # Articles asked of the KB: enough below its first three for the floor to have a choice.
@@ -35,12 +37,16 @@ def article_text(article: KbArticle) -> str:
     return f"{article.title}\n{article.summary}".strip()
 
 
-def relevances(encoder: Encoder, ticket_text: str, articles: Sequence[KbArticle]) -> list[float]:
-    """Cosine of ``ticket_text`` (first ``MAX_QUERY_CHARS``) to each article's text, in ``articles``' order."""
+def relevances(encoder: Encoder, ticket_text: str, articles: Sequence[KbArticle],
+               encode_articles: Callable[[list[str]], np.ndarray] | None = None) -> list[float]:
+    """Cosine of ``ticket_text`` (first ``MAX_QUERY_CHARS``) to each article's text, in ``articles``' order.
+    ``encode_articles``: how the articles' texts become vectors (default ``encoder.encode``; the run's ops pass
+    ``knowledge.vectors.SharedArticleVectors``, which remembers them across processes)."""
     if not articles:
         return []
-    vectors = encoder.encode([ticket_text[:MAX_QUERY_CHARS], *(article_text(a) for a in articles)])
-    return [float(v) for v in vectors[1:] @ vectors[0]]
+    ticket = encoder.encode([ticket_text[:MAX_QUERY_CHARS]])[0]
+    vectors = (encode_articles or encoder.encode)([article_text(a) for a in articles])
+    return [float(v) for v in vectors @ ticket]
 
 
 def shown_articles(articles: Sequence[KbArticle], scores: Sequence[float] | None, floor: float = KB_FLOOR,

@@ -150,6 +150,8 @@ def receiver_for_deployment() -> tuple[Receiver, Callable[[], None]]:
     from enhancement_pipeline.tenants import get_tenants
 
     instance = dg.DagsterInstance.get()
+    # A long-lived process, as the webserver is: pooled storage connections instead of one per query.
+    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=4)
     submitter = RunSubmitter(instance)
     # Resolved as Dagster resolves them for a run (their EnvVar values read from the environment).
     resolved = dg.build_resources({"sdp": defs.resources["sdp"], "postgres": defs.resources["postgres"]})

@@ -8,6 +8,7 @@ import httpx
 from enhancement_pipeline.servicedesk.budget import BudgetedTransport, RequestBudget, budget_for
 from enhancement_pipeline.servicedesk.client import ServiceDeskClient
 from enhancement_pipeline.tenants import Tenant, endpoint_for
+from enhancement_pipeline.tls import tls_context
 
 
 class UnknownTenantError(KeyError):
@@ -71,7 +72,7 @@ class ServiceDeskResource(dg.ConfigurableResource):
         if not key:
             raise RuntimeError(f"SDP API key for tenant {tenant_id!r} missing: set the {endpoint.api_key_env} "
                                "environment variable")
-        transport: httpx.BaseTransport = httpx.HTTPTransport()
+        transport: httpx.BaseTransport = httpx.HTTPTransport(verify=tls_context())
         if budgeted:
             transport = BudgetedTransport(self.budget(tenant_id), transport)
         return ServiceDeskClient(endpoint.base_url, key, auth_scheme=endpoint.auth_scheme, timeout_s=self.timeout_s,

@@ -43,3 +43,27 @@ class RedisCacheResource(dg.ConfigurableResource):
         except redis.RedisError as exc:
             log.warning("redis set failed, value not cached: %s", exc)
             return False
+
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        """The cached values of ``keys`` in order (None for each miss); all misses when Redis cannot be reached."""
+        if not keys:
+            return []
+        try:
+            return list(self._client().mget(keys))
+        except redis.RedisError as exc:
+            log.warning("redis mget failed, treating as misses: %s", exc)
+            return [None] * len(keys)
+
+    def set_many(self, values: dict[str, str], ttl_s: int) -> bool:
+        """Store each of ``values`` for ``ttl_s`` seconds in one round trip; False when Redis cannot be reached."""
+        if not values:
+            return True
+        try:
+            pipe = self._client().pipeline(transaction=False)
+            for key, value in values.items():
+                pipe.set(key, value, ex=ttl_s)
+            pipe.execute()
+            return True
+        except redis.RedisError as exc:
+            log.warning("redis set failed, values not cached: %s", exc)
+            return False

@@ -138,10 +138,12 @@ def _preload_code(**_kwargs) -> None:
 def _warm_child(**_kwargs) -> None:
     """In each pool child, after the fork: load the sentence encoder once (not fork-safe to share), with one
     inference thread per child unless ``EMBEDDINGS_THREADS`` says otherwise (the children are the parallelism;
-    threads on top only contend for the same cores)."""
+    threads on top only contend for the same cores) and without onnxruntime's memory arena unless
+    ``EMBEDDINGS_MEMORY_ARENA`` says otherwise (200-400 MB per child; ``history/embeddings.py``)."""
     if os.environ.get(PRELOAD_ENV, "1") == "0":
         return
-    from enhancement_pipeline.history.embeddings import THREADS_ENV, load_encoder
+    from enhancement_pipeline.history.embeddings import ARENA_ENV, THREADS_ENV, load_encoder
 
     os.environ.setdefault(THREADS_ENV, "1")
+    os.environ.setdefault(ARENA_ENV, "0")
     load_encoder()

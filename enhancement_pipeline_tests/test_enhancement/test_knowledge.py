@@ -65,3 +65,35 @@ def test_answers_below_the_relevance_floor_are_not_shown():
     assert len(shown) == MAX_ARTICLES and all(a.relevance is not None for a in shown)
     assert shown_articles(answers, None) == answers[:3]  # no encoder: the KB's first three, unjudged
     assert shown_articles([], []) == []
+
+
+def test_article_vectors_are_shared_through_redis_and_equal_to_encoding(db, redis_server):
+    """A second worker process (another ``SharedArticleVectors``, a cache-less encoder) reads what the first
+    stored instead of encoding; the vectors are the encoder's; a damaged entry or Redis away is only a miss."""
+    import numpy as np
+    import redis
+
+    from enhancement_pipeline.history.embeddings import OnnxEncoder
+    from enhancement_pipeline.knowledge.vectors import SharedArticleVectors
+    from enhancement_pipeline.storage.cache import RedisCacheResource
+
+    texts = ["Outlook continually prompts for password\nOutlook prompts for credentials repeatedly.",
+             "passwd command (linux)\nChange a user's password on a Linux system."]
+    cache = RedisCacheResource(redis_url=redis_server.url())
+    first = SharedArticleVectors(OnnxEncoder(cache_size=0), cache)
+    computed = first(texts)
+    assert (first.hits, first.misses) == (0, 2)
+    second = SharedArticleVectors(OnnxEncoder(cache_size=0), cache)
+    again = second([texts[1], "a third article\nnever seen", texts[0]])
+    assert (second.hits, second.misses) == (2, 1)
+    np.testing.assert_array_equal(again[[2, 0]], computed)
+    np.testing.assert_allclose(again[1], OnnxEncoder(cache_size=0).encode(["a third article\nnever seen"])[0],
+                               atol=1e-6)
+
+    redis.Redis.from_url(redis_server.url()).set(second.key(texts[0]), "not a vector")
+    third = SharedArticleVectors(OnnxEncoder(cache_size=0), cache)
+    np.testing.assert_allclose(third(texts), computed, atol=1e-6)
+    assert (third.hits, third.misses) == (1, 1)
+    away = SharedArticleVectors(OnnxEncoder(cache_size=0), RedisCacheResource(redis_url="redis://127.0.0.1:9/0"))
+    np.testing.assert_allclose(away(texts), computed, atol=1e-6)
+    assert away.misses == 2

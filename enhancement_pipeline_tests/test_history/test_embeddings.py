@@ -144,3 +144,23 @@ def test_the_onnx_vectors_agree_with_the_pytorch_model(encoder):
              "The VPN client disconnects every few minutes since the update, error 809. " * 30]
     cosines = np.sum(encoder.encode(texts) * torch_encoder.encode(texts), axis=1)
     assert cosines.min() > 0.98
+
+
+def test_threads_asking_for_the_same_text_at_once_share_one_computation():
+    import threading
+
+    encoder = OnnxEncoder()
+    text = "Teams meeting recordings do not show up in OneDrive for some users " * 20
+    start, results = threading.Barrier(6), []
+
+    def ask() -> None:
+        start.wait()
+        results.append(encoder.encode([text])[0])
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 6 and encoder.cache.misses == 1 and encoder.cache.hits == 5
+    assert all(np.array_equal(r, results[0]) for r in results)
