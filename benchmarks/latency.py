@@ -83,6 +83,7 @@ class Result:
     cpu_by_role: dict[str, float] = field(default_factory=dict)
     pss_mb: float | None = None
     rss_mb: float | None = None
+    pss_by_role: dict[str, float] = field(default_factory=dict)
     launched_by: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -174,16 +175,18 @@ class LaunchPath:
                 total[role] = total.get(role, 0.0) + t.user + t.system + t.children_user + t.children_system
         return total
 
-    def memory_mb(self) -> tuple[float, float]:
-        """(PSS, RSS) of the stack in MB."""
+    def memory_mb(self) -> tuple[float, float, dict[str, float]]:
+        """(PSS, RSS) of the stack in MB, and its PSS by role."""
         pss = rss = 0
-        for _, proc in self.processes():
+        by_role: dict[str, float] = {}
+        for role, proc in self.processes():
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, OSError):
                 rss += proc.memory_info().rss
                 for line in Path(f"/proc/{proc.pid}/smaps_rollup").read_text().splitlines():
                     if line.startswith("Pss:"):
                         pss += int(line.split()[1]) * 1024
-        return pss / 2**20, rss / 2**20
+                        by_role[role] = by_role.get(role, 0.0) + int(line.split()[1]) / 1024
+        return pss / 2**20, rss / 2**20, by_role
 
 
 # -- tickets ------------------------------------------------------------------------------------------------------
@@ -294,8 +297,9 @@ def run_path(name: str, stack: demo.Stack, env: dict[str, str], instance, ticket
             + ", ".join(f"{r} {v / result.burst_n:.2f}" for r, v in sorted(result.cpu_by_role.items())) + ")"
             if result.burst_s else " before the timeout"))
         time.sleep(20)
-        result.pss_mb, result.rss_mb = path.memory_mb()
-        say(f"{name}: idle PSS {result.pss_mb:.0f} MB (RSS sum {result.rss_mb:.0f} MB)")
+        result.pss_mb, result.rss_mb, result.pss_by_role = path.memory_mb()
+        say(f"{name}: idle PSS {result.pss_mb:.0f} MB (RSS sum {result.rss_mb:.0f} MB): "
+            + ", ".join(f"{r} {v:.0f}" for r, v in sorted(result.pss_by_role.items())))
     finally:
         path.stop()
     return result
