@@ -9,9 +9,8 @@ interpreter per run is gone (issue 16: ~2.5 CPU-s per run to start one).
 
 Why this module and not ``dagster_celery.app``: that app reads its broker from ``dagster_celery_config`` or
 RabbitMQ defaults, and imports nothing of ours. Here the broker is the project's Redis, and the worker's main
-process imports the code location (Dagster, the ops, openai, httpx, polars...) once, before Celery forks its
-pool: every child starts warm. The sentence encoder (ONNX Runtime, whose thread pools do not survive a fork) is
-loaded in each child right after the fork (``worker_process_init``), once per child, not per run.
+process imports the code location (Dagster, the ops, openai, httpx, polars...) and loads the sentence encoder
+once, before Celery forks its pool (``_preload``): every pool process starts warm.
 
 Start one with ``enhancement-pipeline worker`` (``cli.py``), which runs
 ``celery -A enhancement_pipeline.workers.celery_app worker -Q dagster``. Its environment must be the daemon's
@@ -124,26 +123,39 @@ def resume_job(_self: Any, resume_job_args_packed: Any) -> int:
 
 
 @signals.worker_init.connect
-def _preload_code(**_kwargs) -> None:
-    """In the worker's main process, before the pool forks: import the code location the runs will load."""
+def _preload(**_kwargs) -> None:
+    """In the worker's main process, before the pool forks: import the code location the runs will load and load
+    the sentence encoder, so every pool process starts warm and shares their memory.
+
+    The encoder is made fork-safe by its settings: one inference thread (``EMBEDDINGS_THREADS=1``: onnxruntime
+    then keeps no thread pool to lose in the fork; the pool processes are the parallelism anyway) and no memory
+    arena (``EMBEDDINGS_MEMORY_ARENA=0``: 200-400 MB per process otherwise, ``history/embeddings.py``), unless
+    the environment says otherwise; nothing is encoded before the fork. Its weights are then shared by every
+    pool process instead of loaded by each (tested: ``test_workers/test_fork.py``). ``gc.freeze`` keeps the
+    collector from touching, and so copying, the objects imported here.
+    """
     if os.environ.get(PRELOAD_ENV, "1") == "0":
         return
+    import gc
+
     import enhancement_pipeline.definitions  # noqa: F401  (builds Definitions; opens no connection)
     import enhancement_pipeline.enhancement.job  # noqa: F401
-
-    log.info("run worker: code location imported before forking the pool")
-
-
-@signals.worker_process_init.connect
-def _warm_child(**_kwargs) -> None:
-    """In each pool child, after the fork: load the sentence encoder once (not fork-safe to share), with one
-    inference thread per child unless ``EMBEDDINGS_THREADS`` says otherwise (the children are the parallelism;
-    threads on top only contend for the same cores) and without onnxruntime's memory arena unless
-    ``EMBEDDINGS_MEMORY_ARENA`` says otherwise (200-400 MB per child; ``history/embeddings.py``)."""
-    if os.environ.get(PRELOAD_ENV, "1") == "0":
-        return
     from enhancement_pipeline.history.embeddings import ARENA_ENV, THREADS_ENV, load_encoder
 
     os.environ.setdefault(THREADS_ENV, "1")
     os.environ.setdefault(ARENA_ENV, "0")
+    if os.environ[THREADS_ENV] == "1":
+        load_encoder()
+    gc.freeze()
+    log.info("run worker: code location and encoder loaded before forking the pool")
+
+
+@signals.worker_process_init.connect
+def _warm_child(**_kwargs) -> None:
+    """In each pool process, after the fork: the encoder, when the main process could not load it fork-safely
+    (``EMBEDDINGS_THREADS`` above 1)."""
+    if os.environ.get(PRELOAD_ENV, "1") == "0":
+        return
+    from enhancement_pipeline.history.embeddings import load_encoder
+
     load_encoder()
