@@ -21,7 +21,7 @@ Scenarios (``--scenarios`` takes names or numbers, comma-separated; default all)
 5. ``redis-kill``: redis-server SIGKILLed 5 s into the batch, restarted (same port) 30 s later.
 6. ``postgres-stop``: PostgreSQL (app tables *and* Dagster's storage) stopped 8 s into the batch, started 10 s later.
 7. ``daemon-kill``: ``dagster-daemon`` alone SIGKILLed 5 s into the batch, restarted 20 s later.
-8. ``daemon-group-kill``: the daemon's whole process group (daemon and its code server) SIGKILLed 8 s into the
+8. ``daemon-group-kill``: the daemon and the code server (each its own process group) SIGKILLed 8 s into the
    batch, restarted 10 s later. The run workers are processes of their own (Celery, ``enhancement-pipeline worker``).
 9. ``worker-kill``: one run worker's pool process (its pid from the run's engine events) SIGKILLed inside
    ``post_note`` just before its POST (its notes listing is held 6 s by a simulator delay to catch the moment),
@@ -129,6 +129,8 @@ class Bench:
     texts: list[ArticleTicket]
     daemon: subprocess.Popen | None = None
     daemon_restarts: int = 0
+    code_server: subprocess.Popen | None = None
+    workspace: Path | None = None
     workers: list[subprocess.Popen | None] = field(default_factory=list)
     """The run workers (Celery), one process group each; None while one is killed."""
     worker_restarts: int = 0
@@ -186,6 +188,7 @@ def _start_on(stack: demo.Stack, env: dict[str, str], history, texts) -> Bench:
     dg.materialize([build_ticket_history(tenant)], resources=defs.resources, instance=instance, run_config=quiet,
                    tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last})
     bench = Bench(stack, env, instance, ServiceDeskClient(env["SDP_BASE_URL"], demo.SDP_KEY), texts)
+    start_code_server(bench)
     for i in range(RUN_WORKERS):
         start_worker(bench, i)
     start_daemon(bench)
@@ -196,7 +199,16 @@ def _start_on(stack: demo.Stack, env: dict[str, str], history, texts) -> Bench:
 def start_daemon(bench: Bench) -> None:
     logs = ROOT / "logs"
     logs.mkdir(exist_ok=True)
-    bench.daemon = demo.start_daemon(bench.stack, bench.env, logs)
+    bench.daemon = demo.start_daemon(bench.stack, bench.env, logs, bench.workspace)
+
+
+def start_code_server(bench: Bench) -> None:
+    """The code location's gRPC server (a new port each time: the workspace file is rewritten)."""
+    logs = ROOT / "logs"
+    logs.mkdir(exist_ok=True)
+    before = len(bench.stack.processes)
+    bench.workspace = demo.start_code_server(bench.stack, bench.env, logs)
+    bench.code_server = bench.stack.processes[before]
 
 
 def start_worker(bench: Bench, i: int) -> None:
@@ -236,6 +248,15 @@ def restart_worker(bench: Bench, i: int) -> None:
 
 def ensure_daemon(bench: Bench) -> None:
     """A supervisor's job (systemd ``Restart=always``): a daemon that exited on its own is started again."""
+    if bench.code_server is None or bench.code_server.poll() is not None:
+        say("the code server had exited: started again (as a supervisor would), and the daemon with it")
+        if bench.code_server is not None:
+            bench.stack.processes.remove(bench.code_server)
+        start_code_server(bench)
+        if bench.daemon is not None and bench.daemon.poll() is None:
+            # It read the old server's address at start: start it again on the new one.
+            os.killpg(bench.daemon.pid, signal.SIGKILL)
+            bench.daemon.wait(10)
     if bench.daemon is None or bench.daemon.poll() is not None:
         bench.daemon_restarts += 1
         say("dagster-daemon had exited: started again (as a supervisor would)")
@@ -243,9 +264,17 @@ def ensure_daemon(bench: Bench) -> None:
 
 
 def kill_daemon(bench: Bench, whole_group: bool) -> None:
+    """SIGKILL the daemon; ``whole_group``: its process group and the code server too (what a lost machine
+    running both, or a container's restart, does)."""
     pid = bench.daemon.pid
     if whole_group:
         os.killpg(pid, signal.SIGKILL)
+        code_server = bench.code_server
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(code_server.pid, signal.SIGKILL)
+        code_server.wait(10)
+        bench.stack.processes.remove(code_server)
+        bench.code_server = None
     else:
         os.kill(pid, signal.SIGKILL)
     bench.daemon.wait(10)
@@ -255,6 +284,8 @@ def kill_daemon(bench: Bench, whole_group: bool) -> None:
 
 
 def restart_daemon(bench: Bench) -> None:
+    if bench.code_server is None:
+        start_code_server(bench)
     if bench.daemon is None:
         start_daemon(bench)
 

@@ -22,8 +22,8 @@ condition). Paths (``--paths``, comma-separated):
 - ``process-per-run``: Dagster's ``DefaultRunLauncher`` (the code server spawns a fresh interpreter per run),
   ``max_concurrent_runs: 4``, the new-ticket sensor alone finds tickets (polling every daemon loop). What the
   project ran before issue 16.
-- ``warm-poll``: ``CheckedCeleryRunLauncher`` with one run worker of 4 processes already running
-  (``enhancement-pipeline worker``), ``max_concurrent_runs: 6``; polling only.
+- ``warm-poll``: ``CheckedCeleryRunLauncher`` with one run worker already running (``enhancement-pipeline
+  worker``, one process per core plus one), ``max_concurrent_runs: 6``; polling only.
 - ``warm-push``: the same, and SDP's webhook announces each ticket to the push receiver. What ``make demo`` runs.
 
 Also printed: the CPU one run of ``enhance_ticket`` costs in this process, warm (``execute_in_process``, no
@@ -65,7 +65,6 @@ from enhancement_pipeline.servicedesk.client import ServiceDeskClient  # noqa: E
 from enhancement_pipeline.settings import PROJECT_ROOT  # noqa: E402
 
 PATHS = ("process-per-run", "warm-poll", "warm-push")
-WORKER_CONCURRENCY = 4
 
 
 def say(message: str) -> None:
@@ -98,7 +97,8 @@ class Result:
 def role_of(args) -> str:
     """A process's role from its command line (``enhancement-pipeline worker`` -> ``worker``)."""
     words = " ".join(map(str, args))
-    return next((r for r in ("daemon", "worker", "receiver") if r in words), "other")
+    return next((role for word, role in (("api grpc", "code-server"), ("daemon", "daemon"), ("worker", "worker"),
+                                         ("receiver", "receiver")) if word in words), "other")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -133,9 +133,10 @@ class LaunchPath:
         logs = ROOT / "logs" / self.name
         logs.mkdir(parents=True, exist_ok=True)
         before = len(self.stack.processes)
+        workspace = demo.start_code_server(self.stack, self.env, logs)
         if self.name != "process-per-run":
-            demo.start_run_workers(self.stack, self.env, logs, concurrency=WORKER_CONCURRENCY)
-        demo.start_daemon(self.stack, self.env, logs)
+            demo.start_run_workers(self.stack, self.env, logs)  # the default concurrency: cores + 1
+        demo.start_daemon(self.stack, self.env, logs, workspace)
         self.stack.sdp_state.webhooks.clear()
         if self.name == "warm-push":
             url = demo.start_receiver(self.stack, self.env, logs)
@@ -153,8 +154,9 @@ class LaunchPath:
         self.procs = []
 
     def processes(self) -> list[tuple[str, psutil.Process]]:
-        """Every live process of the stack this path runs on, with its role: its own trees (``daemon`` with its
-        code server and, for a process per run, the runs; ``worker``; ``receiver``), ``postgres``, ``redis``."""
+        """Every live process of the stack this path runs on, with its role: its own trees (``code-server``,
+        with the runs it spawns for a process per run; ``daemon``; ``worker``; ``receiver``), ``postgres``,
+        ``redis``."""
         roots = [(role_of(p.args), p.pid) for p in self.procs]
         roots.append(("postgres", int((self.stack.postgres.root / "data" / "postmaster.pid").read_text().split()[0])))
         roots.append(("redis", self.stack.redis._proc.pid))

@@ -74,9 +74,10 @@ def _worker(args: argparse.Namespace) -> int:
     """A warm run worker (``workers/celery_app.py``) in the foreground: Celery's prefork pool of
     ``--concurrency`` processes, each executing one Dagster run at a time. Runs until SIGTERM (warm shutdown:
     the runs in progress finish first) or SIGQUIT."""
-    from enhancement_pipeline.workers.celery_app import app
+    from enhancement_pipeline.workers.celery_app import app, default_concurrency
 
-    argv = ["worker", "--queues", "dagster", "--concurrency", str(args.concurrency), "--loglevel", args.loglevel,
+    concurrency = args.concurrency or default_concurrency()
+    argv = ["worker", "--queues", "dagster", "--concurrency", str(concurrency), "--loglevel", args.loglevel,
             # Neither is needed to take tasks, and mingle alone waits a second at every start.
             "--without-mingle", "--without-gossip"]
     if args.name:
@@ -139,8 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=_ui)
     worker = sub.add_parser("worker", help="run a warm run worker (Celery) that executes Dagster runs")
-    worker.add_argument("--concurrency", type=int, default=int(os.environ.get("RUN_WORKER_CONCURRENCY", "4")),
-                        help="runs executed at once, one process each (default: RUN_WORKER_CONCURRENCY or 4)")
+    worker.add_argument("--concurrency", type=int, default=None,
+                        help="runs executed at once, one process each (default: RUN_WORKER_CONCURRENCY, else the "
+                             "cores plus one)")
     worker.add_argument("--name", default=None, help="Celery node name, e.g. worker1@%%h (default: celery@host)")
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(func=_worker)

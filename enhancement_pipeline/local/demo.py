@@ -48,6 +48,7 @@ from enhancement_pipeline.local.services import (
 from enhancement_pipeline.servicedesk.client import ServiceDeskClient
 from enhancement_pipeline.servicedesk.payloads import html_to_text
 from enhancement_pipeline.settings import PACKAGED_DATA_DIR, PROJECT_ROOT
+from enhancement_pipeline.workers.celery_app import default_concurrency
 
 DEMO_ROOT = (Path(os.environ["ENHANCEMENT_DEMO_ROOT"]).resolve() if os.environ.get("ENHANCEMENT_DEMO_ROOT")
              else PROJECT_ROOT / ".local" / "demo")
@@ -57,8 +58,6 @@ TENANT = "demo_msp"
 TIMEOUT_S = 420
 FRESHNESS_TIMEOUT_S = 120
 RESOLVED_BY_TECHNICIAN = 4
-RUN_WORKER_CONCURRENCY = 4
-"""Processes of the demo's run worker: dagster.yaml's max_concurrent_runs (6) leaves two runs handed over."""
 INVENTORY_UPDATE = """ip_address,hostname,role,client,location
 10.10.10.50,FAB-EXHYB02,Exchange 2019 hybrid server (second node),Fabrikam Legal,London DC rack A4
 2001:db8:10:10::50,FAB-EXHYB02,Exchange 2019 hybrid server (second node; IPv6),Fabrikam Legal,London DC rack A4
@@ -157,15 +156,15 @@ def start_stack(history: list[ArticleTicket]) -> tuple[Stack, dict[str, str]]:
 
 
 def start_run_workers(stack: Stack, env: dict[str, str], logs: Path, count: int = 1,
-                      concurrency: int = RUN_WORKER_CONCURRENCY, first: int = 1) -> list[subprocess.Popen]:
-    """``count`` warm run workers (``enhancement-pipeline worker``, Celery, ``concurrency`` processes each), each
-    its own process group, named ``worker<i>`` from ``i = first`` and logging to ``logs/worker<i>.log``; added to
-    ``stack.processes``."""
+                      concurrency: int | None = None, first: int = 1) -> list[subprocess.Popen]:
+    """``count`` warm run workers (``enhancement-pipeline worker``, Celery, ``concurrency`` processes each, by
+    default the cores plus one), each its own process group, named ``worker<i>`` from ``i = first`` and logging
+    to ``logs/worker<i>.log``; added to ``stack.processes``."""
     workers = []
     for i in range(first, first + count):
         workers.append(subprocess.Popen(
-            [str(Path(sys.executable).parent / "enhancement-pipeline"), "worker", "--concurrency", str(concurrency),
-             "--name", f"worker{i}@%h"],
+            [str(Path(sys.executable).parent / "enhancement-pipeline"), "worker", "--name", f"worker{i}@%h",
+             *(["--concurrency", str(concurrency)] if concurrency else [])],
             cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=(logs / f"worker{i}.log").open("a"),
             stderr=subprocess.STDOUT, start_new_session=True))
     stack.processes += workers
@@ -194,10 +193,42 @@ def start_receiver(stack: Stack, env: dict[str, str], logs: Path, timeout_s: flo
     return url
 
 
-def start_daemon(stack: Stack, env: dict[str, str], logs: Path) -> subprocess.Popen:
-    """``dagster-daemon run`` on the project's workspace, its own process group, logging to ``logs/daemon.log``."""
+def start_code_server(stack: Stack, env: dict[str, str], logs: Path, timeout_s: float = 120) -> Path:
+    """The code location's gRPC server (``dagster api grpc``), as production runs it, its own process group,
+    logging to ``logs/code-server.log``; returns the workspace file that points the daemon and the UI at it
+    (``DAGSTER_HOME/workspace.yaml``), once the server accepts connections.
+
+    Why not ``workspace.yaml``'s ``python_module``: with it the daemon starts the server itself and replaces it
+    with a fresh one every 60 s (``dagster._daemon.controller.RELOAD_WORKSPACE_INTERVAL``), two servers side by
+    side for a while: ~2.5 CPU-s and up to ~200 MB more each minute (measured). A server of one's own is what
+    Dagster's deployment docs and Helm chart run.
+    """
+    import socket
+
+    import yaml
+
+    port = free_port()
+    stack.processes.append(subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster"), "api", "grpc", "-m", "enhancement_pipeline.definitions",
+         "--location-name", "enhancement_pipeline", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=(logs / "code-server.log").open("a"),
+        stderr=subprocess.STDOUT, start_new_session=True))
+
+    def accepts() -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    _wait(accepts, timeout_s, "the code server")
+    workspace = Path(env["DAGSTER_HOME"]) / "workspace.yaml"
+    workspace.write_text(yaml.safe_dump({"load_from": [{"grpc_server": {
+        "host": "127.0.0.1", "port": port, "location_name": "enhancement_pipeline"}}]}))
+    return workspace
+
+
+def start_daemon(stack: Stack, env: dict[str, str], logs: Path, workspace: Path) -> subprocess.Popen:
+    """``dagster-daemon run`` on ``workspace``, its own process group, logging to ``logs/daemon.log``."""
     daemon = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(PROJECT_ROOT / "workspace.yaml")],
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
         cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=(logs / "daemon.log").open("a"),
         stderr=subprocess.STDOUT, start_new_session=True)
     stack.processes.append(daemon)
@@ -291,9 +322,9 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
     proc_env = {**os.environ, **env}
     logs = DEMO_ROOT / "logs"
     logs.mkdir(exist_ok=True)
-    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    workspace = str(start_code_server(stack, env, logs))
     start_run_workers(stack, env, logs)
-    start_daemon(stack, env, logs)
+    start_daemon(stack, env, logs, Path(workspace))
     if push:
         receiver_url = start_receiver(stack, env, logs)
         # As an SDP administrator sets it up: a Custom Trigger on Created with a Webhook action (docs/deployment.md).
@@ -309,7 +340,7 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
             start_new_session=True))
         _say(f"Dagster UI: http://127.0.0.1:{ui_port}")
     inventory_key = inventory_asset_key(TENANT)
-    _say(f"dagster-daemon started, and a warm run worker ({RUN_WORKER_CONCURRENCY} processes); waiting for the "
+    _say(f"dagster-daemon started, and a warm run worker ({default_concurrency()} processes); waiting for the "
          "inventory sensor's run and new_ticket_sensor's first tick")
     _wait(lambda: _sensor_has_ticked(instance, f"{TENANT}__new_ticket_sensor"), 120, "the sensor's first tick")
     _wait(lambda: _materializations(instance, inventory_key), 120, "the inventory sensor's run")

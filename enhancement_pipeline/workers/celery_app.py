@@ -40,6 +40,22 @@ PRELOAD_ENV = "RUN_WORKER_PRELOAD"
 """``0`` turns the preloading off (a worker that imports the code at its first run, as a fresh process would)."""
 
 
+def default_concurrency() -> int:
+    """Runs a worker executes at once unless told: ``RUN_WORKER_CONCURRENCY``, else the cores it may use plus one.
+
+    With the LLM answering at once a run is CPU work, and one process per core plus one keeps the cores busy
+    (more only adds memory: ~220 MB per process, measured). A run also waits on the LLM endpoint: where notes
+    take seconds to write, raise it (runs waiting on the model hold their process): docs/deployment.md.
+    """
+    if os.environ.get("RUN_WORKER_CONCURRENCY"):
+        return max(1, int(os.environ["RUN_WORKER_CONCURRENCY"]))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return cores + 1
+
+
 def broker_url() -> str:
     """The Celery broker: ``CELERY_BROKER_URL``, else the project's Redis (``REDIS_URL``) on database 1."""
     return os.environ.get(BROKER_ENV) or _redis_db(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), 1)

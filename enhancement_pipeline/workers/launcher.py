@@ -12,6 +12,8 @@ Why our own subclass (two things the upstream launcher, dagster-celery 0.29, get
    looked alive until ``dagster/max_runtime``. Here a ``STARTED`` task is checked against the worker that holds
    it (``inspect().active()`` on that worker alone): a worker that answers without the task, or that does not
    answer ``MISSES_BEFORE_LOST`` checks in a row, has lost the run, which run monitoring then resumes on another.
+   And a task whose state the backend lost (Redis restarted empty) is looked for among every worker's active
+   tasks before the run is given up as lost: found, it is running, and is not executed a second time.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class CheckedCeleryRunLauncher(CeleryRunLauncher):
 
     def check_run_worker_health(self, run) -> CheckRunHealthResult:
         result = super().check_run_worker_health(run)
+        if result.status == WorkerStatus.UNKNOWN:
+            return self._unknown_state(run, result)
         if result.status != WorkerStatus.RUNNING:
             self._misses.pop(run.run_id, None)
             return result
@@ -81,3 +85,18 @@ class CheckedCeleryRunLauncher(CeleryRunLauncher):
             return again
         return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker {hostname} is not running this run's task "
                                                          "(restarted since it took it?): its run is lost")
+
+    def _unknown_state(self, run, result: CheckRunHealthResult) -> CheckRunHealthResult:
+        """A started run whose task state the result backend does not know (``PENDING``: Redis restarted empty,
+        or the state expired). Run monitoring would resume it, a second execution beside a live one, when a
+        worker may well be running it: every worker is asked, and one that has the task makes it RUNNING."""
+        task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
+        try:
+            active = self.celery.control.inspect(timeout=INSPECT_TIMEOUT_S).active() or {}
+        except Exception as exc:  # the broker away as well: nothing better to say
+            log.warning("could not ask the workers about run %s: %s", run.run_id, exc)
+            return result
+        for hostname, tasks in active.items():
+            if any(task.get("id") == task_id for task in tasks):
+                return CheckRunHealthResult(WorkerStatus.RUNNING, f"running on {hostname} (task state unknown)")
+        return result

@@ -90,14 +90,13 @@ def worker_pids(instance: dg.DagsterInstance, run_id: str) -> list[int]:
     return pids
 
 
-@pytest.mark.parametrize("kill", ["pool process", "whole worker"])
-def test_a_ticket_survives_its_worker_being_killed(stack, sdp_state, kill):
-    instance, workers, env, logs = stack
+def held_in_post_note(instance, sdp_state, logs: Path, hold_s: float = 6) -> tuple[str, dg.DagsterRun]:
+    """A ticket whose run is queued and then held inside post_note (its look at the ticket's notes takes
+    ``hold_s``); returns once the run is there: ``(ticket id, run)``."""
     ticket_id = sdp_state.add_request(subject="Exchange mailbox move stuck at 95%", description="<p>since Monday</p>",
                                       created_millis=int(time.time() * 1000) - 600_000)["id"]
-    # Hold the run inside post_note: its look at the ticket's notes takes 6 s, the moment to kill its worker.
     sdp_state.faults.append(Fault(match=rf"^GET /api/v3/requests/{ticket_id}/notes$", status=200,
-                                  takes_effect_after_s=0, delay_s=6, times=1))
+                                  takes_effect_after_s=0, delay_s=hold_s, times=1))
     submitter = RunSubmitter(instance)
     try:
         run = submitter.submit(
@@ -111,6 +110,13 @@ def test_a_ticket_survives_its_worker_being_killed(stack, sdp_state, kill):
         return any(e.dagster_event.step_key == "post_note" for e in starts)
 
     wait_for(in_post_note, 120, "the run to reach post_note", logs)
+    return ticket_id, run
+
+
+@pytest.mark.parametrize("kill", ["pool process", "whole worker"])
+def test_a_ticket_survives_its_worker_being_killed(stack, sdp_state, kill):
+    instance, workers, env, logs = stack
+    ticket_id, run = held_in_post_note(instance, sdp_state, logs)
     pid, = worker_pids(instance, run.run_id)
     victim = next(w for w in workers if os.getpgid(pid) == w.pid)
     if kill == "pool process":
@@ -127,3 +133,19 @@ def test_a_ticket_survives_its_worker_being_killed(stack, sdp_state, kill):
     assert any("Resuming run" in m for m in messages), messages
     first, resumed = worker_pids(instance, run.run_id)  # the resume ran in another process
     assert first == pid and resumed != pid
+
+
+def test_a_run_whose_task_state_redis_lost_is_not_executed_twice(stack, sdp_state, redis_server):
+    """Redis restarted empty loses Celery's task states: the run still running on its worker is found among the
+    workers' active tasks (RUNNING), not resumed beside itself."""
+    import redis
+
+    instance, workers, env, logs = stack
+    ticket_id, run = held_in_post_note(instance, sdp_state, logs, hold_s=10)
+    task_id = instance.get_run_by_id(run.run_id).tags["dagster-celery/task_id"]
+    assert redis.Redis.from_url(redis_server.url(3)).delete(f"celery-task-meta-{task_id}") == 1
+    health = instance.run_launcher.check_run_worker_health(instance.get_run_by_id(run.run_id))
+    assert health.status == dg._core.launcher.WorkerStatus.RUNNING and "task state unknown" in health.msg
+    wait_for(lambda: instance.get_run_by_id(run.run_id).is_finished, 120, "the run to finish", logs)
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.SUCCESS
+    assert len(worker_pids(instance, run.run_id)) == 1 and len(sdp_state.notes[ticket_id]) == 1
