@@ -27,7 +27,9 @@ condition). Paths (``--paths``, comma-separated):
 - ``warm-push``: the same, and SDP's webhook announces each ticket to the push receiver. What ``make demo`` runs.
 
 Also printed: the CPU one run of ``enhance_ticket`` costs in this process, warm (``execute_in_process``, no
-launch at all), the floor any launch path adds to; ``run overhead`` = a path's CPU per ticket minus it.
+launch at all), the floor any launch path adds to; ``run overhead`` = a path's CPU per ticket minus it. That floor
+includes the simulators' CPU (they answer from this process) and the paths' figures do not, so the overhead is
+understated by what SDP, the KB and the LLM simulator spend per ticket.
 
 Last line: ``latency p50_s=<a> p95_s=<b> burst_tickets_per_s=<c> cpu_s_per_ticket=<d> idle_rss_mb=<e>`` for the
 last path given (the demo's, by default), ``idle_rss_mb`` being its PSS. Goals (issue 16, 2 cores): p50 <= 3 s,
@@ -244,6 +246,17 @@ def wait_for_sensor_tick(instance, after_s: float, timeout_s: float = 180) -> No
     raise TimeoutError("the new-ticket sensor did not tick")
 
 
+def forget_article_vectors(env: dict[str, str]) -> None:
+    """Drop the KB article vectors the previous path left in Redis (``knowledge/vectors.py``): each path starts
+    with none, as a new deployment does (the same texts come again, and their vectors would be free)."""
+    import redis
+
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    keys = list(client.scan_iter("kbvec:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 def wait_idle(instance, timeout_s: float = 300) -> None:
     """Until no ``enhance_ticket`` run is queued or in progress (what the previous phase left is done)."""
     import dagster as dg
@@ -261,6 +274,7 @@ def run_path(name: str, stack: demo.Stack, env: dict[str, str], instance, ticket
     path = LaunchPath(name, stack, env)
     result = Result(name)
     tickets.restart()
+    forget_article_vectors(env)
     started = time.time()
     path.start()
     try:

@@ -51,7 +51,7 @@ def _ui(args: argparse.Namespace) -> int:
             postgres.start()
             # No daemon or run worker here (runs launched from this UI stay queued): the broker URL is only
             # what dagster.yaml needs to load.
-            env = {**os.environ, **dagster_env(postgres, DEMO_ROOT / "dagster", "redis://127.0.0.1:6379/0"),
+            env = {**os.environ, **dagster_env(postgres, DEMO_ROOT / "dagster", "redis://127.0.0.1:6379/1"),
                    **demo_tenant_env(demo_split()[0]), "DATABASE_URL": postgres.url("enhancement")}
             prepare_dagster_home(DEMO_ROOT / "dagster")
             print(f"Dagster UI on the last demo's data: http://127.0.0.1:{args.port} (Ctrl-C to stop)", flush=True)
@@ -74,7 +74,19 @@ def _worker(args: argparse.Namespace) -> int:
     """A warm run worker (``workers/celery_app.py``) in the foreground: Celery's prefork pool of
     ``--concurrency`` processes, each executing one Dagster run at a time. Runs until SIGTERM (warm shutdown:
     the runs in progress finish first) or SIGQUIT."""
-    from enhancement_pipeline.workers.celery_app import app, default_concurrency
+    from enhancement_pipeline.workers.celery_app import (
+        BACKEND_ENV,
+        BROKER_ENV,
+        app,
+        broker_url,
+        default_concurrency,
+        result_backend_url,
+    )
+
+    if broker_url() is None or result_backend_url() is None:
+        print(f"set {BROKER_ENV} and {BACKEND_ENV} to the values dagster.yaml's run launcher reads (e.g. "
+              "redis://host:6379/1): the worker takes runs from there", file=sys.stderr)
+        return 2
 
     concurrency = args.concurrency or default_concurrency()
     argv = ["worker", "--queues", "dagster", "--concurrency", str(concurrency), "--loglevel", args.loglevel,

@@ -7,6 +7,7 @@ from datetime import datetime
 import dagster as dg
 
 from enhancement_pipeline.enhancement.job import enhance_ticket
+from enhancement_pipeline.enhancement.ops import LOOKUPS
 from enhancement_pipeline.history.assets import build_ticket_history
 from enhancement_pipeline.history.checks import build_history_checks
 from enhancement_pipeline.inventory.assets import build_system_inventory
@@ -50,8 +51,6 @@ def import_history(sdp_state: SdpState, resources: dict, tenant: Tenant,
     return ids
 
 
-LOOKUPS = ("similar_tickets", "knowledge_articles", "inventory_lookup")
-"""The outputs of ``gather_context``: one per context lookup."""
 
 
 def step_metadata(result, step: str) -> dict:

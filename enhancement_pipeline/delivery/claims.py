@@ -13,6 +13,7 @@ ticket: the delivery sweep enhances every ticket without a note and without a ru
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import psycopg
 
@@ -23,14 +24,24 @@ TRIGGER_TAG = "enhancement/trigger"
 receiver), ``delivery_sweep``."""
 
 
-def claim(conn: psycopg.Connection, tenant_id: str, ticket_ids: Iterable[str], trigger: str) -> dict[str, str]:
-    """Claim ``ticket_ids`` for ``trigger``; returns {ticket id: the trigger that holds it} for every id, so
-    the caller launches exactly those mapped to its own ``trigger``. Commits nothing itself (the caller's
+@dataclass(frozen=True)
+class Claimed:
+    """What ``claim`` found. ``held``: {ticket id: the trigger holding it}, for each id asked about (an id whose
+    row was given back meanwhile is missing). ``new``: the ids this call claimed now."""
+
+    held: dict[str, str]
+    new: frozenset[str]
+
+
+def claim(conn: psycopg.Connection, tenant_id: str, ticket_ids: Iterable[str], trigger: str) -> Claimed:
+    """Claim ``ticket_ids`` for ``trigger``. The new-ticket sensor launches every id ``held`` by it (asking again
+    for a ticket it claimed on an earlier tick is harmless: its run key dedupes); the push receiver launches only
+    ``new`` ones (a webhook delivered twice must not start a second run). Commits nothing itself (the caller's
     transaction; ``PostgresResource.connection`` commits on success). Raises ``psycopg.Error`` when Postgres
     cannot be reached: a trigger then launches nothing (the other trigger or the sweep will)."""
     ids = list(dict.fromkeys(ticket_ids))
     if not ids:
-        return {}
+        return Claimed({}, frozenset())
     won = {row[0] for row in conn.execute(
         "INSERT INTO ticket_launches (tenant_id, ticket_id, trigger) SELECT %s, unnest(%s::text[]), %s "
         "ON CONFLICT (tenant_id, ticket_id) DO NOTHING RETURNING ticket_id", (tenant_id, ids, trigger))}
@@ -38,7 +49,7 @@ def claim(conn: psycopg.Connection, tenant_id: str, ticket_ids: Iterable[str], t
     if len(won) < len(ids):
         held.update(conn.execute("SELECT ticket_id, trigger FROM ticket_launches WHERE tenant_id = %s AND "
                                  "ticket_id = ANY(%s)", (tenant_id, [t for t in ids if t not in won])).fetchall())
-    return held
+    return Claimed(held, frozenset(won))
 
 
 def release(conn: psycopg.Connection, tenant_id: str, ticket_id: str, trigger: str) -> None:

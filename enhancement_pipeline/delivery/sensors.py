@@ -67,11 +67,22 @@ def attempts_by_ticket(instance: dg.DagsterInstance, tenant_id: str, since: date
         last = runs[-1]
         ended = [r.end_time for r in runs if r.end_time]
         out[ticket_id] = Attempts(
-            count=len(runs), in_flight=any(r.dagster_run.status in IN_FLIGHT for r in runs),
+            count=len(runs), in_flight=any(_in_flight(r) for r in runs),
             last_ended_s=max(ended) if ended else None,
             last_failure=last.dagster_run.tags.get(FAILURE_TAG)
             if last.dagster_run.status == dg.DagsterRunStatus.FAILURE else None)
     return out
+
+
+NOT_STARTED_STALE_S = 600
+"""A run still NOT_STARTED this long after it was created was never queued (its creator failed between
+``create_run`` and ``submit_run``): nothing will ever start it, so it is not in flight."""
+
+
+def _in_flight(record) -> bool:
+    if record.dagster_run.status == dg.DagsterRunStatus.NOT_STARTED:
+        return time.time() - record.create_timestamp.timestamp() < NOT_STARTED_STALE_S
+    return record.dagster_run.status in IN_FLIGHT
 
 
 def new_ticket_path(instance: dg.DagsterInstance, sensor_name: str, now_s: float, stale_s: float) -> NewTicketPath:

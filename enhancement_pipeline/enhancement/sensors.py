@@ -46,7 +46,7 @@ def _claimed(context: dg.SensorEvaluationContext, postgres: PostgresResource, te
         return run_requests
     try:
         with postgres.connection() as conn:
-            held = claims.claim(conn, tenant_id, [r.tags["ticket_id"] for r in run_requests], claims.SENSOR)
+            held = claims.claim(conn, tenant_id, [r.tags["ticket_id"] for r in run_requests], claims.SENSOR).held
     except psycopg.Error as exc:
         context.log.warning(f"ticket claims unavailable ({type(exc).__name__}: {exc}); requesting every run")
         return run_requests

@@ -377,12 +377,17 @@ def encoder_for(backend: str) -> Encoder | None:
         return None
 
 
+_LOADING = threading.Lock()
+
+
 @lru_cache(maxsize=1)
 def load_encoder() -> Encoder | None:
     """The process's encoder, loaded once: ``EMBEDDINGS_BACKEND``'s (ONNX by default); None when that is
-    "off", or its packages or model are missing (logged)."""
-    backend = configured_backend()
-    return None if backend is None else encoder_for(backend)
+    "off", or its packages or model are missing (logged). Thread-safe: the lookups run in threads, and
+    ``lru_cache`` alone lets two threads of a cold process each load a model (0.5 CPU-s, ~100 MB)."""
+    with _LOADING:
+        backend = configured_backend()
+        return None if backend is None else encoder_for(backend)
 
 
 def embedding_text(subject: str, description: str) -> str:

@@ -102,13 +102,13 @@ def _say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def dagster_env(postgres: EmbeddedPostgres, dagster_home: Path, redis_url: str) -> dict[str, str]:
+def dagster_env(postgres: EmbeddedPostgres, dagster_home: Path, queue_url: str) -> dict[str, str]:
     """Environment for Dagster processes on the demo's Postgres (the same server as the app tables), with the
-    run workers' Celery broker and result backend on its Redis (database 1; the app's cache is database 0)."""
-    queue = redis_url.rsplit("/", 1)[0] + "/1"
+    run workers' Celery broker and result backend at ``queue_url`` (the demo's Redis, database 1; the app's
+    cache is database 0)."""
     return {"DAGSTER_HOME": str(dagster_home),
             "DAGSTER_POSTGRES_URL": postgres.url("dagster", driver="postgresql+psycopg2"),
-            "CELERY_BROKER_URL": queue, "CELERY_RESULT_BACKEND": queue}
+            "CELERY_BROKER_URL": queue_url, "CELERY_RESULT_BACKEND": queue_url}
 
 
 def demo_tenant_env(history: list[ArticleTicket]) -> dict[str, str]:
@@ -149,7 +149,7 @@ def start_stack(history: list[ArticleTicket]) -> tuple[Stack, dict[str, str]]:
         # The simulator is on this machine: the budget that protects a real SDP's API key would only slow the
         # demo's backfill down. A real deployment keeps the default (10/s) or sets its own per tenant.
         "SDP_REQUEST_BUDGET_PER_S": "500", "RESOLVED_TICKET_SENSOR_INTERVAL_S": "5", "INVENTORY_SENSOR_INTERVAL_S": "5",
-        **dagster_env(postgres, DEMO_ROOT / "dagster", stack.redis.url()),
+        **dagster_env(postgres, DEMO_ROOT / "dagster", stack.redis.url(1)),
         "SDP_WEBHOOK_SECRET": secrets.token_urlsafe(24),
     }
     return stack, env

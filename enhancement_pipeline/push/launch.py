@@ -5,8 +5,9 @@ GraphQL ``launchRun`` needs the webserver up; the push path must not depend on t
 ``dagster job launch`` does (``dagster._cli.job.execute_launch_command``): load the code location, build the
 run's execution plan, ``create_run`` with the job's snapshots and origins, and ``submit_run`` to the instance's
 run coordinator (here the queue the daemon dequeues from). The code location is loaded in this process, once,
-under the workspace's location name, so the run looks to the daemon, the UI and the run launcher exactly like a
-sensor's.
+under the workspace's location name: the daemon, the UI and the run launcher treat the run as any other of the
+job (its origin says the code was loaded in-process, which is where the run workers load it too). After a deploy
+of new code, restart the receiver with the daemon: it keeps the job's snapshot it loaded.
 """
 
 from __future__ import annotations
@@ -64,7 +65,16 @@ class RunSubmitter:
                 parent_job_snapshot=remote_job.parent_job_snapshot,
                 remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin(),
                 asset_selection=None, asset_check_selection=None, asset_graph=self._repository.asset_graph)
-            return self.instance.submit_run(run.run_id, workspace=None)
+            try:
+                return self.instance.submit_run(run.run_id, workspace=None)
+            except Exception:
+                # Created but never queued, it would sit NOT_STARTED, keeping the sensor and the sweep away from
+                # its ticket: gone, the ticket is polling's again (the sweep's rule covers a delete that fails too).
+                try:
+                    self.instance.delete_run(run.run_id)
+                except Exception:  # noqa: BLE001 - storage away: the sweep no longer counts it after 10 minutes
+                    pass
+                raise
 
     def close(self) -> None:
         self._location.cleanup()

@@ -64,7 +64,15 @@ class Receiver:
         return next((t for t in self.tenants if t.tenant_id == tenant_id), None)
 
     def handle(self, tenant: Tenant, event: TicketEvent) -> tuple[int, dict]:
-        """Steps 3-4 of the module docstring for an authenticated, valid event; blocking (SDP, Postgres)."""
+        """Steps 3-4 of the module docstring for an authenticated, valid event; blocking (SDP, Postgres).
+        Anything unforeseen is answered 503 (left to polling), never an HTML 500 the caller cannot read."""
+        try:
+            return self._handle(tenant, event)
+        except Exception as exc:
+            log.exception("push: %s/%s", tenant.tenant_id, event.request_id)
+            return 503, {"status": "deferred", "reason": f"{type(exc).__name__}: {exc}"[:300] + "; left to polling"}
+
+    def _handle(self, tenant: Tenant, event: TicketEvent) -> tuple[int, dict]:
         ticket_id = event.request_id
         try:
             with self.sdp.client(tenant.tenant_id) as client:
@@ -80,11 +88,12 @@ class Receiver:
             return 200, {"status": "skipped", "reason": f"request {ticket_id} is {request.status_name}"}
         try:
             with self.postgres.connection() as conn:
-                held = claims.claim(conn, tenant.tenant_id, [ticket_id], claims.PUSH)[ticket_id]
+                claimed = claims.claim(conn, tenant.tenant_id, [ticket_id], claims.PUSH)
         except psycopg.Error as exc:
             return 503, {"status": "deferred", "reason": f"ticket claims unavailable ({type(exc).__name__}); "
                                                          "left to polling"}
-        if held != claims.PUSH:
+        if ticket_id not in claimed.new:  # the sensor's, or this webhook delivered again
+            held = claimed.held.get(ticket_id, "another trigger")
             return 200, {"status": "already_launched", "reason": f"launched by the {held}"}
         try:
             run_id = self.submit(tenant.tenant_id, ticket_id, request.display_id)
@@ -117,15 +126,15 @@ def create_app(receiver: Receiver) -> Starlette:
         if not hmac.compare_digest(given.encode(), secret.encode()):
             return JSONResponse({"status": "refused", "reason": f"missing or wrong {SECRET_HEADER}"},
                                 status_code=401)
-        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
-            return JSONResponse({"status": "refused", "reason": "body too large"}, status_code=413)
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return JSONResponse({"status": "refused", "reason": "body too large"}, status_code=413)
+        body = await _bounded_body(request)
+        if body is None:
+            return JSONResponse({"status": "refused", "reason": f"body over {MAX_BODY_BYTES:,} bytes"},
+                                status_code=413)
         try:
             event = TicketEvent.model_validate(json.loads(body))
-        except (ValueError, ValidationError) as exc:  # JSONDecodeError is a ValueError
-            reason = "; ".join(e["msg"] for e in exc.errors()) if isinstance(exc, ValidationError) else str(exc)
+        except (ValueError, ValidationError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+            reason = ("; ".join(e["msg"] for e in exc.errors()) if isinstance(exc, ValidationError)
+                      else "nested too deep" if isinstance(exc, RecursionError) else str(exc))
             return JSONResponse({"status": "refused", "reason": f"unreadable event: {reason}"[:500]},
                                 status_code=422)
         if not event.is_creation:
@@ -138,6 +147,23 @@ def create_app(receiver: Receiver) -> Starlette:
 
     return Starlette(routes=[Route("/sdp/{tenant_id}/requests", webhook, methods=["POST"]),
                              Route("/health", health)])
+
+
+async def _bounded_body(request: Request) -> bytes | None:
+    """The request's body, or None once it passes ``MAX_BODY_BYTES`` (read no further: a chunked body has no
+    Content-Length to refuse it by)."""
+    try:
+        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
+            return None
+    except ValueError:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def receiver_for_deployment() -> tuple[Receiver, Callable[[], None]]:

@@ -56,20 +56,15 @@ def default_concurrency() -> int:
     return cores + 1
 
 
-def broker_url() -> str:
-    """The Celery broker: ``CELERY_BROKER_URL``, else the project's Redis (``REDIS_URL``) on database 1."""
-    return os.environ.get(BROKER_ENV) or _redis_db(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), 1)
+def broker_url() -> str | None:
+    """The Celery broker, ``CELERY_BROKER_URL``: the one dagster.yaml's launcher sends runs to (no default here: a
+    worker listening elsewhere than the launcher sends would wait for ever). None when unset."""
+    return os.environ.get(BROKER_ENV) or None
 
 
-def result_backend_url() -> str:
-    """Where task states live (``CeleryRunLauncher.check_run_worker_health`` reads them for run monitoring):
-    ``CELERY_RESULT_BACKEND``, else the broker's Redis."""
-    return os.environ.get(BACKEND_ENV) or broker_url()
-
-
-def _redis_db(url: str, db: int) -> str:
-    base, _, last = url.rstrip("/").rpartition("/")
-    return f"{base}/{db}" if last.isdigit() and base.count("/") >= 2 else f"{url.rstrip('/')}/{db}"
+def result_backend_url() -> str | None:
+    """Where task states live (the launcher reads them for run monitoring): ``CELERY_RESULT_BACKEND``."""
+    return os.environ.get(BACKEND_ENV) or None
 
 
 # The same arguments CeleryRunLauncher builds its app with (launcher.app_args), so both sides agree on the
@@ -80,7 +75,11 @@ app = make_app(app_args={
     "include": [],
     "config_source": {
         **DEFAULT_CONFIG,
-        # A run is one task; a child takes the next only when it is free (no run waits behind a slow one).
+        # A run is one task, and a worker takes one from the queue only when a process of its is free (Redis
+        # brokers): a run never waits behind a slow one on a busy worker while another worker idles, and a worker
+        # that dies holds no runs it had not started. (worker_prefetch_multiplier 1 alone still reserves one run
+        # per process on top of those running.)
+        "worker_disable_prefetch": True,
         "worker_prefetch_multiplier": 1,
         # Task states are what run monitoring reads: keep them a week, not Celery's default day.
         "result_expires": 7 * 24 * 3600,

@@ -10,15 +10,17 @@ Why our own subclass (two things the upstream launcher, dagster-celery 0.29, get
    is reported by its worker (``WorkerLostError``: state ``FAILURE``), but a worker that vanishes whole (its
    machine, its container, a ``SIGKILL`` of its process group) leaves the state at ``STARTED`` for ever: the run
    looked alive until ``dagster/max_runtime``. Here a ``STARTED`` task is checked against the worker that holds
-   it (``inspect().active()`` on that worker alone): a worker that answers without the task, or that does not
-   answer ``MISSES_BEFORE_LOST`` checks in a row, has lost the run, which run monitoring then resumes on another.
-   And a task whose state the backend lost (Redis restarted empty) is looked for among every worker's active
-   tasks before the run is given up as lost: found, it is running, and is not executed a second time.
+   it (its active and reserved tasks, that worker alone): a worker that does not answer, or answers without the
+   task, ``MISSES_BEFORE_LOST`` checks in a row, has lost the run, which run monitoring then resumes elsewhere.
+   And a task whose state the backend does not know (a resume still queued for a free process; a state Redis
+   lost) is looked for among every worker's tasks, and counts as queued while it was sent less than the start
+   timeout ago: a run is not executed a second time beside itself.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from dagster._core.launcher import CheckRunHealthResult, ResumeRunContext, WorkerStatus
@@ -65,38 +67,63 @@ class CheckedCeleryRunLauncher(CeleryRunLauncher):
         hostname = info.get("hostname") if isinstance(info, dict) else None
         if not hostname:  # an older worker that does not say where it runs: trust the state
             return result
-        try:
-            active = self.celery.control.inspect(destination=[hostname], timeout=INSPECT_TIMEOUT_S).active() or {}
-        except Exception as exc:  # the broker away: say nothing new rather than fail runs
-            log.warning("could not ask worker %s about run %s: %s", hostname, run.run_id, exc)
+        held = self._tasks_held([hostname])
+        if held is None:  # the broker away: say nothing new rather than fail runs
             return result
-        if hostname not in active:
-            misses = self._misses[run.run_id] = self._misses.get(run.run_id, 0) + 1
-            if misses < MISSES_BEFORE_LOST:
-                return result
+        if task_id in held.get(hostname, ()):
             self._misses.pop(run.run_id, None)
-            return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker {hostname} does not answer "
-                                                             f"({misses} checks in a row): its run is lost")
-        self._misses.pop(run.run_id, None)
-        if any(task.get("id") == task_id for task in active[hostname]):
             return result
         again = super().check_run_worker_health(run)  # it may have finished between the two looks
         if again.status != WorkerStatus.RUNNING:
+            self._misses.pop(run.run_id, None)
             return again
-        return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker {hostname} is not running this run's task "
-                                                         "(restarted since it took it?): its run is lost")
+        # Not answering, or answering without the task: a worker's main process can lag behind its pool on a
+        # loaded machine, so one look is not enough to run the task a second time.
+        misses = self._misses[run.run_id] = self._misses.get(run.run_id, 0) + 1
+        if misses < MISSES_BEFORE_LOST:
+            return result
+        self._misses.pop(run.run_id, None)
+        why = "does not answer" if hostname not in held else "is not running this run's task (restarted since?)"
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker {hostname} {why}, {misses} checks in a row: "
+                                                         "its run is lost")
 
     def _unknown_state(self, run, result: CheckRunHealthResult) -> CheckRunHealthResult:
-        """A started run whose task state the result backend does not know (``PENDING``: Redis restarted empty,
-        or the state expired). Run monitoring would resume it, a second execution beside a live one, when a
-        worker may well be running it: every worker is asked, and one that has the task makes it RUNNING."""
+        """A started run whose task state the result backend does not know (``PENDING``): the task of a resume
+        still waiting for a free pool process, or a state Redis lost (restarted empty) or expired. Run monitoring
+        would resume it, a second execution beside a live or queued one: a task any worker holds (running or
+        reserved) is RUNNING, and so is one handed to Celery less than the instance's start timeout ago (it is
+        waiting in the queue)."""
         task_id = run.tags.get(DAGSTER_CELERY_TASK_ID_TAG)
-        try:
-            active = self.celery.control.inspect(timeout=INSPECT_TIMEOUT_S).active() or {}
-        except Exception as exc:  # the broker away as well: nothing better to say
-            log.warning("could not ask the workers about run %s: %s", run.run_id, exc)
+        held = self._tasks_held(None)
+        if held is None:
             return result
-        for hostname, tasks in active.items():
-            if any(task.get("id") == task_id for task in tasks):
-                return CheckRunHealthResult(WorkerStatus.RUNNING, f"running on {hostname} (task state unknown)")
+        for hostname, tasks in held.items():
+            if task_id in tasks:
+                return CheckRunHealthResult(WorkerStatus.RUNNING, f"held by {hostname} (task state unknown)")
+        handed_s = self._handed_to_celery_s(run)
+        if handed_s is not None and time.time() - handed_s < self._instance.run_monitoring_start_timeout_seconds:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "queued in Celery, waiting for a free worker process")
         return result
+
+    def _tasks_held(self, destination: list[str] | None) -> dict[str, set[str]] | None:
+        """{worker: ids of the tasks it runs or has reserved} of ``destination`` (None: every worker); a worker
+        that does not answer is missing. None when the workers cannot be asked (the broker away)."""
+        try:
+            inspect = self.celery.control.inspect(destination=destination, timeout=INSPECT_TIMEOUT_S)
+            active, reserved = inspect.active() or {}, inspect.reserved() or {}
+        except Exception as exc:
+            log.warning("could not ask the run workers about their tasks: %s", exc)
+            return None
+        return {host: {task.get("id") for task in [*active.get(host, []), *reserved.get(host, [])]}
+                for host in {*active, *reserved}}
+
+    def _handed_to_celery_s(self, run) -> float | None:
+        """When the run's latest task was sent to the broker (the launcher's own engine event), epoch seconds."""
+        from dagster import DagsterEventType
+
+        records = self._instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ENGINE_EVENT,
+                                                     ascending=False, limit=20).records
+        for record in records:
+            if "forwarded to the broker" in (record.event_log_entry.user_message or ""):
+                return record.event_log_entry.timestamp
+        return None

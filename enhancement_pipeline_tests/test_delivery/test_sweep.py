@@ -199,3 +199,20 @@ def test_the_new_ticket_sensor_requests_no_run_for_a_ticket_the_sweep_already_ra
     assert [r.tags["ticket_id"] for r in result.run_requests] == [new]
     # The cursor still passes both: the swept ticket is not listed again.
     assert StreamCursor.model_validate_json(result.cursor).handled(now_ms - 60_000 + 1, new)
+
+
+def test_a_run_created_but_never_queued_does_not_keep_its_ticket_from_the_sweep(db, sdp_state, resources, tenant,
+                                                                                instance, monkeypatch):
+    """A trigger that died between create_run and submit_run leaves a NOT_STARTED run nothing will start: young,
+    it may still be queued; past ``NOT_STARTED_STALE_S`` its ticket is swept like one without a run."""
+    from enhancement_pipeline.delivery import sensors as delivery_sensors
+
+    now_ms = int(time.time() * 1000)
+    orphan = sdp_state.add_request(subject="created, never queued", description="details",
+                                   created_millis=now_ms - 30 * 60_000)["id"]
+    a_run(instance, orphan, dg.DagsterRunStatus.NOT_STARTED)
+    result, _ = sweep(tenant, resources, instance, cursor=str(now_ms - 2 * 3600_000))
+    assert not result.run_requests  # just created: it may be queued yet
+    monkeypatch.setattr(delivery_sensors, "NOT_STARTED_STALE_S", 0)
+    result, _ = sweep(tenant, resources, instance, cursor=str(now_ms - 2 * 3600_000))
+    assert [r.tags["ticket_id"] for r in result.run_requests] == [orphan]

@@ -177,3 +177,26 @@ def test_push_is_off_without_a_secret_and_sdp_down_defers_to_polling(receiver, s
     answer = httpx.post(f"{receiver.url}/sdp/{TENANT}/requests", json={"id": ticket_id},
                         headers={SECRET_HEADER: ""})
     assert answer.status_code == 403 and "not configured" in answer.json()["reason"]
+
+
+def test_a_webhook_delivered_twice_starts_one_run(receiver, sdp_state, queued_instance):
+    """SDP, or a proxy, retries a delivery it saw time out: the second is acknowledged, not launched again."""
+    ticket_id = sdp_state.add_request(subject="Shared mailbox missing in Outlook")["id"]
+    with httpx.Client(base_url=receiver.url, headers={SECRET_HEADER: SECRET}) as client:
+        first = client.post(f"/sdp/{TENANT}/requests", json={"id": ticket_id})
+        again = client.post(f"/sdp/{TENANT}/requests", json={"request": {"id": ticket_id}})
+    assert first.status_code == 202 and again.status_code == 200
+    assert again.json() == {"status": "already_launched", "reason": "launched by the push"}
+    assert len(runs_for(queued_instance, ticket_id)) == 1
+
+
+def test_a_body_over_the_limit_is_refused_unread_even_without_a_length(receiver):
+    def chunks():
+        for _ in range(20):
+            yield b"x" * 100_000  # 2 MB in chunks: no Content-Length to refuse it by
+
+    answer = httpx.post(f"{receiver.url}/sdp/{TENANT}/requests", content=chunks(), headers={SECRET_HEADER: SECRET})
+    assert answer.status_code == 413 and "bytes" in answer.json()["reason"]
+    deep = "[" * 100_000 + "]" * 100_000  # under the limit, nested past Python's recursion limit
+    answer = httpx.post(f"{receiver.url}/sdp/{TENANT}/requests", content=deep, headers={SECRET_HEADER: SECRET})
+    assert answer.status_code == 422
