@@ -81,6 +81,9 @@ app = make_app(app_args={
         # per process on top of those running.)
         "worker_disable_prefetch": True,
         "worker_prefetch_multiplier": 1,
+        # A pool process left above this resident size (KiB) after a run is replaced by a fresh fork of the warm
+        # main process (cheap): a safety net for native memory that no one frees.
+        "worker_max_memory_per_child": 450_000,
         # Task states are what run monitoring reads: keep them a week, not Celery's default day.
         "result_expires": 7 * 24 * 3600,
         "broker_connection_retry_on_startup": True,
@@ -163,6 +166,22 @@ def _preload(**_kwargs) -> None:
         load_encoder()
     gc.freeze()
     log.info("run worker: code location and encoder loaded before forking the pool")
+
+
+@signals.task_postrun.connect
+def _give_back_memory(**_kwargs) -> None:
+    """After each run, hand the memory the run freed back to the system (glibc's ``malloc_trim``).
+
+    Python and the C libraries a run goes through (onnxruntime, psycopg, tokenizers) free their buffers, but
+    glibc keeps the pages: a pool process grew ~3 MB per run (measured, 40 runs: +125 MB resident for 2.5 MB of
+    live Python objects); ``malloc_trim`` gave 56 MB back over 150 encodes. Not glibc: nothing to do.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 @signals.worker_process_init.connect
