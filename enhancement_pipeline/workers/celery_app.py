@@ -32,10 +32,10 @@ from dagster_celery.config import (
 from dagster_celery.defaults import task_default_queue
 from dagster_celery.make_app import make_app
 
+from enhancement_pipeline.workers.launcher import BACKEND_ENV, BROKER_ENV
+
 log = logging.getLogger(__name__)
 
-BROKER_ENV = "CELERY_BROKER_URL"
-BACKEND_ENV = "CELERY_RESULT_BACKEND"
 PRELOAD_ENV = "RUN_WORKER_PRELOAD"
 """``0`` turns the preloading off (a worker that imports the code at its first run, as a fresh process would)."""
 

@@ -20,18 +20,24 @@ Why our own subclass (two things the upstream launcher, dagster-celery 0.29, get
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
+from dagster import Field, Noneable, StringSource
 from dagster._core.launcher import CheckRunHealthResult, ResumeRunContext, WorkerStatus
 from dagster._grpc.types import ResumeRunArgs
 from dagster._serdes import pack_value
 from dagster_celery.config import TASK_RESUME_JOB_NAME
+from dagster_celery.defaults import task_default_queue
 from dagster_celery.launcher import CeleryRunLauncher
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 from dagster_celery.tasks import create_resume_job_task
 
 log = logging.getLogger(__name__)
+
+BROKER_ENV = "CELERY_BROKER_URL"
+BACKEND_ENV = "CELERY_RESULT_BACKEND"
 
 INSPECT_TIMEOUT_S = 3.0
 """How long a worker has to answer (its main process answers while its pool is busy)."""
@@ -41,14 +47,37 @@ MISSES_BEFORE_LOST = 2
 
 class CheckedCeleryRunLauncher(CeleryRunLauncher):
     """``CeleryRunLauncher`` whose ``resume_run`` works and whose health check notices a vanished worker (see the
-    module docstring). Configured exactly like the upstream launcher."""
+    module docstring). Configured like the upstream launcher, except that ``broker`` and ``backend`` default to
+    ``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND`` read when a run is launched, not when the instance loads:
+    commands that launch nothing (``dagster asset materialize``, the UI reading runs) need neither."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, default_queue: str = task_default_queue, broker: str | None = None,
+                 backend: str | None = None, **kwargs: Any) -> None:
+        super().__init__(default_queue=default_queue, broker=broker or os.environ.get(BROKER_ENV),
+                         backend=backend or os.environ.get(BACKEND_ENV), **kwargs)
         self._resume_task = create_resume_job_task(self.celery)
         self._misses: dict[str, int] = {}
 
+    @classmethod
+    def config_type(cls):
+        schema = dict(super().config_type())
+        schema["backend"] = Field(Noneable(StringSource), is_required=False,
+                                  description=f"The Celery result backend's URL (default: ${BACKEND_ENV}).")
+        schema["broker"] = Field(Noneable(StringSource), is_required=False,
+                                 description=f"The Celery broker's URL (default: ${BROKER_ENV}).")
+        return schema
+
+    def _require_broker(self) -> None:
+        if not self.broker or not self.backend:
+            raise RuntimeError(f"no Celery broker or result backend to hand the run to: set {BROKER_ENV} and "
+                               f"{BACKEND_ENV} (e.g. redis://host:6379/1) for the daemon, the UI and the workers")
+
+    def launch_run(self, context) -> None:
+        self._require_broker()
+        super().launch_run(context)
+
     def resume_run(self, context: ResumeRunContext) -> None:
+        self._require_broker()
         run = context.dagster_run
         args = ResumeRunArgs(job_origin=run.job_code_origin, run_id=run.run_id,
                              instance_ref=self._instance.get_ref(), set_exit_code_on_failure=True)

@@ -87,8 +87,8 @@ def test_dagster_yaml_turns_on_run_monitoring_and_run_retries(tmp_path, monkeypa
             conn.execute("CREATE DATABASE dagster_yaml_check")
     url = database_url.rsplit("/", 1)[0] + "/dagster_yaml_check"
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", url.replace("postgresql://", "postgresql+psycopg2://", 1))
-    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
-        monkeypatch.setenv(name, "redis://127.0.0.1:9/1")  # only read here: nothing is launched
+    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):  # a command that launches nothing needs neither
+        monkeypatch.delenv(name, raising=False)
     config = yaml.safe_load((tmp_path / "dagster.yaml").read_text())
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:  # the schema Dagster's daemon validates
         assert instance.run_monitoring_enabled
@@ -98,5 +98,7 @@ def test_dagster_yaml_turns_on_run_monitoring_and_run_retries(tmp_path, monkeypa
         launcher = instance.run_launcher
         assert type(launcher).__name__ == "CheckedCeleryRunLauncher"
         assert launcher.supports_resume_run and launcher.supports_check_run_worker_health
+        with pytest.raises(RuntimeError, match="set CELERY_BROKER_URL and CELERY_RESULT_BACKEND"):
+            launcher._require_broker()  # launching a run without them says what to set
         assert instance.run_monitoring_max_resume_run_attempts >= 1
         assert config["run_coordinator"]["config"]["max_concurrent_runs"] >= 1
