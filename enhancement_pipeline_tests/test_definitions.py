@@ -99,15 +99,18 @@ def test_a_bad_tenants_file_is_a_clear_error(tmp_path, text, message):
 
 
 def test_no_secret_in_resource_config(monkeypatch):
-    import importlib
+    # Imported before the variables are set: its module-level Definitions is what other tests' code locations
+    # load (push.launch), and must not be bound to variables this test removes again.
+    from enhancement_pipeline import definitions
 
     monkeypatch.setenv("SDP_API_KEY", "super-secret-sdp")
     monkeypatch.setenv("LLM_API_KEY", "super-secret-llm")
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:super-secret-pw@db/x")
     monkeypatch.setenv("REDIS_URL", "redis://:super-secret-redis@cache:6379/0")
-    from enhancement_pipeline import definitions
 
     resources = definitions.build_resources(definitions.get_settings())
     dumped = repr({k: v.model_dump() for k, v in resources.items()})
     assert "super-secret" not in dumped
-    importlib.reload(definitions)
+    # The whole Definitions too (not the module's own, which other tests' code locations load).
+    built = definitions.build_definitions(definitions.get_settings())
+    assert "super-secret" not in repr({k: v.model_dump() for k, v in built.resources.items()})
