@@ -1,9 +1,11 @@
-"""The one ``Definitions`` object: per-tenant assets, checks and sensors, the per-ticket job, and resources.
+"""The one ``Definitions`` object: per-tenant assets, checks, sensors and schedules, the per-ticket job, and
+resources.
 
 Everything per tenant is built from the tenants file (``tenants.py``): ``<tenant>/ticket_history`` with its
-checks, ``<tenant>/system_inventory``, and the tenant's sensors. Resources read the environment
-(``settings.py``); a value that may hold a secret (a database or Redis URL) is bound with ``EnvVar`` when its
-variable is set, so the UI shows the variable's name, not its value; API keys are read by name at call time.
+checks, ``<tenant>/system_inventory``, ``<tenant>/sdp_taxonomy`` with its check and daily schedule, and the
+tenant's sensors. Resources read the environment (``settings.py``); a value that may hold a secret (a database
+or Redis URL) is bound with ``EnvVar`` when its variable is set, so the UI shows the variable's name, not its
+value; API keys are read by name at call time.
 """
 
 import os
@@ -27,6 +29,7 @@ from enhancement_pipeline.settings import Settings, get_settings
 from enhancement_pipeline.storage.cache import RedisCacheResource
 from enhancement_pipeline.storage.postgres import PostgresResource
 from enhancement_pipeline.tenants import Tenant, tenants_for
+from enhancement_pipeline.triage.assets import build_sdp_taxonomy, build_taxonomy_schedule
 
 
 def _secret_or(name: str, default: str) -> str | dg.EnvVar:
@@ -54,11 +57,12 @@ def build_resources(settings: Settings, tenants: Sequence[Tenant] | None = None)
 def build_definitions(settings: Settings, tenants: Sequence[Tenant] | None = None) -> dg.Definitions:
     """Assets, checks, sensors and resources for every tenant."""
     tenants = tenants_for(settings) if tenants is None else tenants
-    assets, checks, sensors = [], [], []
+    assets, checks, sensors, schedules = [], [], [], []
     sync_job = build_sync_job(list(tenants))
     for tenant in tenants:
         history = build_ticket_history(tenant)
-        assets += [history, build_system_inventory(tenant)]
+        assets += [history, build_system_inventory(tenant), build_sdp_taxonomy(tenant)]
+        schedules.append(build_taxonomy_schedule(tenant))
         checks += build_history_checks(tenant)
         sensors += [build_new_ticket_sensor(tenant, settings), build_resolved_ticket_sensor(tenant, sync_job, settings),
                     build_delivery_sweep(tenant, settings)]
@@ -68,6 +72,7 @@ def build_definitions(settings: Settings, tenants: Sequence[Tenant] | None = Non
     # (workers/celery_app.py), which may not start processes of its own, and these steps are short or do their
     # own concurrency (the history import fetches with threads).
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=[enhance_ticket, sync_job], sensors=sensors,
+                          schedules=schedules,
                           resources=build_resources(settings, tenants), executor=dg.in_process_executor)
 
 

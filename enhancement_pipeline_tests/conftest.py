@@ -162,10 +162,11 @@ def instance() -> Iterator[dg.DagsterInstance]:
 @pytest.fixture
 def db(database_url: str, redis_server: EmbeddedRedis, sdp_state: sdp_simulator.SdpState,
        llm_state: llm_simulator.LlmSimState) -> Iterator[psycopg.Connection]:
-    """A clean slate for each test: empty tables, an empty SDP simulator, an empty cache and LLM log."""
+    """A clean slate for each test: empty tables, an empty SDP simulator (its taxonomy as seeded), an empty cache and
+    LLM log."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("TRUNCATE ticket_history, system_inventory, posted_notes, ticket_launches, ticket_lexeme_stats,"
-                     " ticket_corpus_stats, ticket_embeddings CASCADE")
+                     " ticket_corpus_stats, ticket_embeddings, sdp_taxonomy CASCADE")
         with sdp_state.lock:
             sdp_state.requests.clear()
             sdp_state.notes.clear()
@@ -176,6 +177,7 @@ def db(database_url: str, redis_server: EmbeddedRedis, sdp_state: sdp_simulator.
             sdp_state.note_wrapper = "note"
             sdp_state.webhooks.clear()
             sdp_state.webhook_calls.clear()
+            sdp_state.reset_taxonomy()
         with llm_state.lock:
             llm_state.requests.clear()
             llm_state.responses.clear()

@@ -45,7 +45,7 @@ def test_each_tenant_of_the_file_gets_its_assets_checks_and_sensors(tmp_path):
     defs.get_repository_def().load_all_definitions()
     graph = defs.resolve_asset_graph()
     assert graph.get_all_asset_keys() == {dg.AssetKey([t, a]) for t in ("contoso", "fabrikam")
-                                          for a in ("ticket_history", "system_inventory")}
+                                          for a in ("ticket_history", "system_inventory", "sdp_taxonomy")}
     history = defs.resolve_assets_def(dg.AssetKey(["contoso", "ticket_history"]))
     assert isinstance(history.partitions_def, dg.MonthlyPartitionsDefinition)
     assert history.partitions_def.get_first_partition_key() == "2023-07-01"
@@ -53,7 +53,8 @@ def test_each_tenant_of_the_file_gets_its_assets_checks_and_sensors(tmp_path):
     assert {(k.asset_key.path[0], k.name) for k in graph.asset_check_keys} == {
         (t, c) for t in ("contoso", "fabrikam")
         for c in ("one_row_per_ticket", "resolution_present", "count_matches_sdp")} | {
-        (t, "no_rejected_rows") for t in ("contoso", "fabrikam")}
+        (t, "no_rejected_rows") for t in ("contoso", "fabrikam")} | {
+        (t, "history_labels_known") for t in ("contoso", "fabrikam")}
     sensors = {s.name: s for s in defs.sensors}
     # Three SDP sensors per tenant; an inventory sensor where the tenant has an inventory folder.
     assert set(sensors) == {"contoso__new_ticket_sensor", "contoso__resolved_ticket_sensor",
@@ -65,6 +66,13 @@ def test_each_tenant_of_the_file_gets_its_assets_checks_and_sensors(tmp_path):
     assert sensors["fabrikam__resolved_ticket_sensor"].job_name == "sync_resolved_tickets"
     assert sensors["fabrikam__resolved_ticket_sensor"].minimum_interval_seconds == 45  # the settings given
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
+    # The taxonomy is refreshed daily, per tenant, from the start.
+    schedules = {s.name: s for s in defs.schedules}
+    assert set(schedules) == {"contoso__taxonomy_schedule", "fabrikam__taxonomy_schedule"}
+    assert schedules["contoso__taxonomy_schedule"].cron_schedule == "30 2 * * *"
+    assert schedules["contoso__taxonomy_schedule"].default_status == dg.DefaultScheduleStatus.RUNNING
+    assert defs.resolve_job_def(schedules["fabrikam__taxonomy_schedule"].job_name).asset_layer.selected_asset_keys == {
+        dg.AssetKey(["fabrikam", "sdp_taxonomy"])}
     sdp = defs.resources["sdp"]
     assert sdp.endpoint("contoso").request_budget_per_s == 4
     assert sdp.endpoint("fabrikam").auth_scheme == "zoho-oauthtoken"

@@ -8,6 +8,12 @@ routes under ``/api/v3`` and ``/app/{portal}/api/v3``; ``authtoken`` / ``TECHNIC
 documented conditions and shorthands, ``value``/``values`` and ``logical_operator`` evaluated left to right;
 string ids, epoch-millis datetimes; error envelopes (401/4022, 404/4007, 400/4000, 429/4015).
 
+The tenant's taxonomy (``sdp_taxonomy.SimTaxonomy``: categories, subcategories, items, priorities, urgencies,
+impacts, levels, modes, request types, statuses, sites, support groups, technicians) is served read-only as
+``GET /<table>`` (the same list semantics, ``list_page``) and ``GET /<table>/{id}``, plus
+``GET /categories/{id}/subcategories``; ``/subcategories/{id}/items`` and ``/groups`` answer 404/4007, as no
+SDP is known to have them. Requests embed the taxonomy's entries for the names they carry.
+
 Switchable faults (``POST /_sim/faults``) make it answer 429 with or without ``Retry-After``, 5xx, an HTML
 page, or HTTP 200 with a failure envelope, for the next N matching calls.
 
@@ -34,17 +40,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from enhancement_pipeline.local.datasets import ArticleTicket
+from enhancement_pipeline.local.sdp_taxonomy import SINGULAR, STATUSES, TABLES, SimTaxonomy
 from enhancement_pipeline.servicedesk.payloads import datetime_to_millis, html_to_text
 
 _ID_BASE = 123_640_000_000_000_000  # cloud-style 18-digit ids
 
-_STATUSES = {
-    "Open": {"internal_name": "Open", "in_progress": True, "stop_timer": False, "color": "#0066ff"},
-    "On Hold": {"internal_name": "Onhold", "in_progress": True, "stop_timer": True, "color": "#ff9900"},
-    "Resolved": {"internal_name": "Resolved", "in_progress": False, "stop_timer": True, "color": "#00cc00"},
-    "Closed": {"internal_name": "Closed", "in_progress": False, "stop_timer": True, "color": "#666666"},
-    "Cancelled": {"internal_name": "Cancelled", "in_progress": False, "stop_timer": True, "color": "#999999"},
-}
+_STATUSES = STATUSES
 
 _LIST_ROW_FIELDS = ("id", "display_id", "subject", "requester", "technician", "group", "status", "template",
                     "created_time", "due_by_time", "is_service_request", "cancellation_requested",
@@ -55,6 +56,10 @@ SORTABLE_FIELDS = frozenset({"created_time", "last_updated_time", "due_by_time",
 """The request fields ``list_info.sort_field`` may name: the list in ManageEngine's own client (the
 manageengine.sdp_cloud Ansible collection's ``sortable_fields`` for requests, reference §2.1). Any other field
 is refused (``_check_sort_field``)."""
+
+TAXONOMY_SORTABLE = frozenset({"id", "name"})
+"""What an admin list (``/categories``, ``/priorities``, ...) may be sorted by: ``name`` is what a production
+client sends (docs/sdp-api-taxonomy.md section 1), ``id`` what PSSDPAPI sends; other fields are refused."""
 
 _CONDITIONS = {
     "is": "is", "=": "is", "eq": "is",
@@ -148,9 +153,54 @@ class SdpState:
     """Fired for every request created through the API (``POST /api/v3/requests``), not for seeded ones."""
     webhook_calls: list[tuple[str, int | str]] = field(default_factory=list)
     """(request id, HTTP status or error) of every webhook call made, in order."""
+    edition: str = "onprem"
+    """``onprem`` or ``cloud``: the seeded taxonomy's ids and whether ``/statuses`` answers 404 (``sdp_taxonomy``)."""
     lock: threading.RLock = field(default_factory=threading.RLock)
     _next: int = 1
     _list_cache: dict[str, tuple[list[dict[str, Any]], list]] = field(default_factory=dict)
+    _taxonomy: SimTaxonomy | None = None
+
+    @property
+    def taxonomy(self) -> SimTaxonomy:
+        """The tenant's admin tables (categories, priorities, support groups, ...), seeded for ``edition`` on first
+        use (``SimTaxonomy.seeded``); assign a ``SimTaxonomy`` to replace them."""
+        with self.lock:
+            if self._taxonomy is None:
+                self._taxonomy = SimTaxonomy.seeded(self.edition)
+            return self._taxonomy
+
+    @taxonomy.setter
+    def taxonomy(self, value: SimTaxonomy | None) -> None:
+        with self.lock:
+            self._taxonomy = value
+
+    def reset_taxonomy(self) -> None:
+        """Back to the seeded taxonomy of ``edition`` (seeded again on next use), switches included."""
+        self.taxonomy = None
+
+    def _labels(self, *, category: str | None, subcategory: str | None, item: str | None, priority: str | None,
+                group: str | None, site: str | None) -> dict[str, dict[str, Any] | None]:
+        """The lookup objects a request embeds for these names: the taxonomy's entries (its ids; a priority's
+        colour, a group's site) where it has them, each level of category/subcategory/item under the one above;
+        a name it does not have gets a made-up id (seeding is not validated)."""
+        tax = self.taxonomy
+        cat = tax.embed("categories", category) if category else None
+        sub = tax.embed("subcategories", subcategory, parent=("category", cat["id"])) if subcategory and cat else None
+        itm = tax.embed("items", item, parent=("subcategory", sub["id"])) if item and sub else None
+        grp = tax.embed("support_groups", group, site=site) if group else None
+        return {
+            "category": cat or (_lookup(category) if category else None),
+            "subcategory": sub or (_lookup(subcategory) if subcategory else None),
+            "item": itm or (_lookup(item) if item else None),
+            "priority": (tax.embed("priorities", priority) or _lookup(priority)) if priority else None,
+            "group": (grp or _lookup(group)) if group else None,
+            "site": (tax.embed("sites", site) or _lookup(site)) if site else None,
+            "request_type": tax.embed("request_types", "Incident") or _lookup("Incident"),
+            "mode": tax.embed("modes", "E-Mail") or _lookup("E-Mail"),
+        }
+
+    def _status(self, name: str) -> dict[str, Any]:
+        return self.taxonomy.embed("statuses", name) or _lookup(name, **_STATUSES[name])
 
     def next_ids(self) -> tuple[str, str]:
         with self.lock:
@@ -175,16 +225,16 @@ class SdpState:
         # §3 shows it set on a request edited since; a never-edited one carries null like every unset
         # datetime). A request stored with a resolved time was resolved after it was created: updated then.
         updated = max(created, resolved_millis) if resolved_millis is not None else None
+        labels = self._labels(category=category, subcategory=subcategory, item=item, priority=priority,
+                              group=group, site=site)
         record: dict[str, Any] = {
             "id": rid, "display_id": display_id, "subject": subject, "description": description,
-            "status": _lookup(status, **_STATUSES[status]),
-            "priority": _lookup(priority) if priority else None,
+            "status": self._status(status), "priority": labels["priority"],
             "requester": _user(requester, requester_email), "technician": _user(technician) if technician else None,
-            "group": _lookup(group) if group else None, "site": _lookup(site) if site else None,
-            "category": _lookup(category) if category else None,
-            "subcategory": _lookup(subcategory) if subcategory else None, "item": _lookup(item) if item else None,
+            "group": labels["group"], "site": labels["site"], "category": labels["category"],
+            "subcategory": labels["subcategory"], "item": labels["item"],
             "template": _lookup("Default Request"),
-            "request_type": _lookup("Incident"), "mode": _lookup("E-Mail"),
+            "request_type": labels["request_type"], "mode": labels["mode"],
             "created_time": sdp_datetime(created), "last_updated_time": sdp_datetime(updated),
             "resolved_time": sdp_datetime(resolved_millis), "completed_time": None, "due_by_time": None,
             "resolution": None, "udf_fields": {}, "is_service_request": False, "cancellation_requested": False,
@@ -257,7 +307,7 @@ class SdpState:
             if status:
                 if status not in _STATUSES:
                     raise SimulatorError(400, 4001, f"status {status!r} does not exist", "status")
-                request["status"] = _lookup(status, **_STATUSES[status])
+                request["status"] = self._status(status)
                 if status in ("Resolved", "Closed") and request["resolved_time"] is None:
                     request["resolved_time"] = sdp_datetime(millis)
                 if status == "Closed":
@@ -394,6 +444,44 @@ def _check_sort_field(name: Any) -> str:
     if not isinstance(name, str) or name not in SORTABLE_FIELDS:
         raise SimulatorError(400, 4001, f"sort_field {name!r} is not a sortable field", "sort_field")
     return name
+
+
+def list_page(rows: list[dict[str, Any]], list_info: dict[str, Any], *, sortable: frozenset[str] = TAXONOMY_SORTABLE,
+              refused_fields: frozenset[str] = frozenset()) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One page of an admin list, with the request list's semantics: ``row_count`` default 10, at most 100;
+    ``start_index`` 1-based (<= 1 taken as 1); ``sort_field`` among ``sortable`` (default ``id``, numerically),
+    ``sort_order``; ``search_criteria`` and ``search_fields`` as for requests (dotted fields such as
+    ``category.id``; a ``deleted`` row matches ``deleted is false`` only when it is not deleted); the answered
+    ``list_info`` echoes the asked one with ``has_more_rows``, ``start_index``, ``row_count`` (rows in this page)
+    and ``total_count`` with ``get_total_count``. Deleted rows are listed unless a criterion leaves them out.
+
+    Raises ``SimulatorError`` 400/4001 for another sort field or a criterion on one of ``refused_fields`` (an SDP
+    that cannot search that field: the answer's exact code is our assumption).
+    """
+    if not isinstance(list_info, dict):
+        raise SimulatorError(400, 4000, "list_info must be an object", "list_info")
+    row_count = max(1, min(_int(list_info.get("row_count", 10), "row_count"), 100))
+    start_index = max(1, _int(list_info.get("start_index", 1), "start_index"))
+    sort_field = list_info.get("sort_field") or "id"
+    if sort_field not in sortable:
+        raise SimulatorError(400, 4001, f"sort_field {sort_field!r} is not a sortable field", "sort_field")
+    descending = str(list_info.get("sort_order", "asc")).lower() == "desc"
+    criteria = list_info.get("search_criteria") or []
+    if isinstance(criteria, dict):
+        criteria = [criteria]
+    for criterion in criteria:
+        if isinstance(criterion, dict) and criterion.get("field") in refused_fields:
+            raise SimulatorError(400, 4001, f"search on {criterion['field']} is not supported here", "search_criteria")
+    fields = list_info.get("search_fields") or {}
+    matched = [r for r in rows if _matches_all(r, criteria) and _matches_fields(r, fields)]
+    matched.sort(key=lambda r: (_sort_key(_field(r, sort_field)), _sort_key(r.get("id"))), reverse=descending)
+    page = matched[start_index - 1:start_index - 1 + row_count]
+    info = dict(list_info)
+    info.update({"has_more_rows": start_index - 1 + row_count < len(matched), "start_index": start_index,
+                 "row_count": len(page)})
+    if list_info.get("get_total_count"):
+        info["total_count"] = len(matched)
+    return page, info
 
 
 def _lookup(name: str, **extra: Any) -> dict[str, Any]:
@@ -584,8 +672,47 @@ def create_app(state: SdpState) -> Starlette:
         except SimulatorError as exc:
             return _envelope_error(exc)
 
+    def taxonomy_route(method: str, parts: list[str], data: dict[str, Any]) -> Response:
+        """The admin tables (docs/sdp-api-taxonomy.md section 5): ``GET /<table>`` and ``/<table>/{id}``,
+        ``GET /categories/{id}/subcategories``; nothing else (no ``/subcategories/{id}/items``, no writes)."""
+        tax = state.taxonomy
+        table = parts[0]
+        if method != "GET":
+            raise SimulatorError(405, 4000, f"{method} /{'/'.join(parts)} is not simulated")
+        if table == "statuses" and tax.statuses_404:
+            raise SimulatorError(404, 4007, "no such URL /statuses")
+        if table == "technicians" and tax.technicians_401:
+            # A cloud token without the users scope; the body's detail code is our assumption (the research saw
+            # only the HTTP status).
+            raise SimulatorError(401, 4002, "not authorised to read technicians")
+        list_info = data.get("list_info") or {}
+
+        def refused(name: str) -> frozenset[str]:
+            return frozenset(c.split(":", 1)[1] for c in tax.refused_criteria if c.startswith(f"{name}:"))
+
+        if len(parts) == 1:
+            rows = tax.rows(table)
+            if table == "support_groups":  # members only in the detail (docs section 2.9)
+                rows = [{k: v for k, v in r.items() if k != "technicians"} for r in rows]
+            page, info = list_page(rows, list_info, refused_fields=refused(table))
+            return _ok({table: page, "list_info": info}, as_list=True)
+        if len(parts) == 3 and table == "categories" and parts[2] == "subcategories" and not tax.nested_subcategories:
+            raise SimulatorError(404, 4007, f"no such URL /{'/'.join(parts)}")
+        entry = tax.get(table, parts[1])
+        if entry is None:
+            raise SimulatorError(404, 4007, f"{SINGULAR[table]} {parts[1]} not found")
+        if len(parts) == 2:
+            return _ok({SINGULAR[table]: entry})
+        if len(parts) == 3 and table == "categories" and parts[2] == "subcategories":
+            rows = [r for r in tax.rows("subcategories") if (r.get("category") or {}).get("id") == entry["id"]]
+            page, info = list_page(rows, list_info, refused_fields=refused("subcategories"))
+            return _ok({"subcategories": page, "list_info": info}, as_list=True)
+        raise SimulatorError(404, 4007, f"no such URL /{'/'.join(parts)}")
+
     def route(method: str, path: str, data: dict[str, Any]) -> Response:
         parts = path.strip("/").split("/")
+        if parts[0] in TABLES:
+            return taxonomy_route(method, parts, data)
         if parts[0] != "requests":
             raise SimulatorError(404, 4007, f"no such URL {path}")
         if len(parts) == 1:
@@ -672,8 +799,27 @@ def create_app(state: SdpState) -> Starlette:
             return JSONResponse({"calls": dict(state.calls), "requests": len(state.requests),
                                  "notes": sum(len(v) for v in state.notes.values())})
 
+    async def taxonomy_switches(request: Request) -> Response:
+        """``POST /_sim/taxonomy`` ``{"edition": "cloud"}`` re-seeds the taxonomy for that edition; the switches
+        ``statuses_404``, ``technicians_401``, ``nested_subcategories`` and ``refused_criteria`` (a list of
+        ``"table:field"``) are then set as given. GET answers them."""
+        if request.method == "POST":
+            body = await request.json()
+            with state.lock:
+                if "edition" in body:
+                    state.edition = str(body["edition"])
+                    state.taxonomy = SimTaxonomy.seeded(state.edition)
+                tax = state.taxonomy
+                for name in ("statuses_404", "technicians_401", "nested_subcategories"):
+                    if name in body:
+                        setattr(tax, name, bool(body[name]))
+                if "refused_criteria" in body:
+                    tax.refused_criteria = set(body["refused_criteria"])
+        return JSONResponse(state.taxonomy.switches())
+
     methods = ["GET", "POST", "PUT", "DELETE"]
     return Starlette(routes=[
+        Route("/_sim/taxonomy", taxonomy_switches, methods=["GET", "POST"]),
         Route("/_sim/faults", add_fault, methods=["POST"]),
         Route("/_sim/faults", clear_faults, methods=["DELETE"]),
         Route("/_sim/stats", stats, methods=["GET"]),

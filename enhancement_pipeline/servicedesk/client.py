@@ -272,6 +272,70 @@ class ServiceDeskClient:
         return self._write("POST", f"/requests/{request_id}/resolutions",
                            {"resolution": {"content": html}}).get("resolution") or {}
 
+    # -- admin lists (the taxonomy) ---------------------------------------------------------------------
+
+    def list_entries(self, path: str, key: str | None = None, *, search_criteria: list[dict] | None = None,
+                     exclude_deleted: bool = True, row_count: int = MAX_ROW_COUNT, sort_field: str | None = None,
+                     sort_order: str = "asc") -> list[dict[str, Any]]:
+        """Every row of an admin list such as ``/categories``, ``/categories/{id}/subcategories`` or ``/items``
+        (docs/sdp-api-taxonomy.md section 1), page by page: ``row_count`` rows (at most 100) from ``start_index``
+        1, advanced by the rows returned while ``list_info.has_more_rows`` is true; a row seen on an earlier
+        page (same ``id``) is not returned twice.
+
+        ``key``: the body's list key; default the path's last segment (``subcategories``). ``search_criteria``:
+        SDP criteria, ANDed with ``deleted is false`` when ``exclude_deleted`` (SDP lists deleted entries
+        unless told not to). An SDP that refuses the ``deleted`` criterion (a 4xxx answer) is asked once more
+        without it; rows with ``deleted: true`` are dropped either way. ``sort_field``: none by default (SDP's
+        own order, by id).
+
+        Raises ``SdpNotFound`` for a path SDP does not have (404/4007), ``SdpAuthError`` for one the key may
+        not read (401/403), other ``SdpError`` subclasses as ``check_response`` says; reads are retried.
+        """
+        key = key or path.rstrip("/").rsplit("/", 1)[-1]
+        criteria = list(search_criteria or [])
+        if exclude_deleted:
+            deleted = {"field": "deleted", "condition": "is", "values": [False]}
+            if criteria:
+                deleted["logical_operator"] = "AND"
+            try:
+                rows = self._list_all(path, key, [*criteria, deleted], row_count, sort_field, sort_order)
+            except SdpRequestError:
+                rows = self._list_all(path, key, criteria, row_count, sort_field, sort_order)
+        else:
+            rows = self._list_all(path, key, criteria, row_count, sort_field, sort_order)
+        return [r for r in rows if not (exclude_deleted and r.get("deleted") is True)]
+
+    def _list_all(self, path: str, key: str, criteria: list[dict], row_count: int, sort_field: str | None,
+                  sort_order: str) -> list[dict[str, Any]]:
+        row_count = max(1, min(row_count, MAX_ROW_COUNT))
+        rows: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        start_index = 1
+        while True:
+            list_info: dict[str, Any] = {"row_count": row_count, "start_index": start_index}
+            if sort_field:
+                list_info.update(sort_field=sort_field, sort_order=sort_order)
+            if criteria:
+                list_info["search_criteria"] = criteria
+            body = self._get(path, {"list_info": list_info})
+            page = [r for r in body.get(key) or [] if isinstance(r, dict)]
+            for row in page:
+                row_id = str(row.get("id"))
+                if row_id not in seen:
+                    seen.add(row_id)
+                    rows.append(row)
+            if not (body.get("list_info") or {}).get("has_more_rows") or not page:
+                return rows
+            start_index += len(page)
+
+    def get_entry(self, path: str, key: str) -> dict[str, Any]:
+        """One admin record, e.g. ``get_entry("/support_groups/42", "support_group")``: the body's ``key`` object
+        (``{}`` when the body lacks it). Raises ``SdpNotFound`` for an unknown id, other ``SdpError`` subclasses as
+        ``check_response`` says."""
+        body = self._get(path)
+        entry = body.get(key)
+        return entry if isinstance(entry, dict) else {}
+
     # -- notes ------------------------------------------------------------------------------------------
 
     def list_notes(self, request_id: str) -> list[dict[str, Any]]:
