@@ -9,7 +9,7 @@ EXTRAS ?= dev
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install demo test ui migrate clean bench-quality bench-latency bench-notes bench-floors bench-fidelity bench-echo faults latency
+.PHONY: install demo test ui migrate clean bench-quality bench-latency bench-notes bench-floors bench-fidelity bench-echo faults latency bench-triage bench-duplicates
 
 install: $(STAMP)
 
@@ -43,6 +43,15 @@ bench-latency:
 
 clean:
 	rm -rf .local
+
+# Triage on real labels (Endava tickets from ../shared/data): the similar-ticket vote against TF-IDF + logistic
+# regression (scikit-learn), calibration error, coverage at the threshold.
+bench-triage: $(STAMP)
+	$(BIN)/python benchmarks/triage_quality.py
+
+# Precision and recall of the duplicate floors on two phrasings of one problem against near misses.
+bench-duplicates: $(STAMP)
+	$(BIN)/python benchmarks/duplicate_quality.py
 
 bench-notes: $(STAMP)
 	$(BIN)/python benchmarks/note_checks.py

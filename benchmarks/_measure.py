@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -49,3 +51,41 @@ def remove_postgres(postgres) -> None:
 
     postgres.stop()
     shutil.rmtree(postgres.root.parent, ignore_errors=True)
+
+
+class CachedEncoder:
+    """The production encoder with a disk cache keyed by text (so re-runs skip the slow part)."""
+
+    def __init__(self, encoder, path: Path) -> None:
+        import numpy as np
+
+        self.model_name = encoder.model_name
+        self._encoder, self._path = encoder, path
+        self._cache: dict = {}
+        if path.exists():
+            with np.load(path) as data:
+                self._cache = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
+        self._dirty = False
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha1(text.encode()).hexdigest()
+
+    def encode(self, texts: Sequence[str]):
+        import numpy as np
+
+        keys = [self._key(t) for t in texts]
+        missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in self._cache}.items())
+        if missing:
+            vectors = self._encoder.encode([t for _, t in missing])
+            self._cache.update(zip([k for k, _ in missing], vectors, strict=True))
+            self._dirty = True
+        return np.stack([self._cache[k] for k in keys])
+
+    def save(self) -> None:
+        import numpy as np
+
+        if self._dirty:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            keys = list(self._cache)
+            np.savez(self._path, keys=np.array(keys), vectors=np.stack([self._cache[k] for k in keys]))

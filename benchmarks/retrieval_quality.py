@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
-import hashlib
 import os
 import random
 import statistics
@@ -56,8 +55,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-from _measure import migrated_postgres, remove_postgres  # benchmarks/ is on sys.path when a script in it runs
+from _measure import (  # benchmarks/ is on sys.path when a script in it runs
+    CachedEncoder,
+    migrated_postgres,
+    remove_postgres,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENDAVA = ROOT.parent / "shared" / "data" / "tickets-endava" / "all_tickets_processed_improved_v3.csv.gz"
@@ -80,38 +82,6 @@ Search = Callable[[str, str], list[str]]  # (query text, id to leave out) -> ran
 
 def say(message: str) -> None:
     print(f"[retrieval_quality] {message}", flush=True)
-
-
-class CachedEncoder:
-    """The production encoder with a disk cache keyed by text (so re-runs skip the slow part)."""
-
-    def __init__(self, encoder, path: Path) -> None:
-        self.model_name = encoder.model_name
-        self._encoder, self._path = encoder, path
-        self._cache: dict[str, np.ndarray] = {}
-        if path.exists():
-            with np.load(path) as data:
-                self._cache = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
-        self._dirty = False
-
-    @staticmethod
-    def _key(text: str) -> str:
-        return hashlib.sha1(text.encode()).hexdigest()
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        keys = [self._key(t) for t in texts]
-        missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in self._cache}.items())
-        if missing:
-            vectors = self._encoder.encode([t for _, t in missing])
-            self._cache.update(zip([k for k, _ in missing], vectors, strict=True))
-            self._dirty = True
-        return np.stack([self._cache[k] for k in keys])
-
-    def save(self) -> None:
-        if self._dirty:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            keys = list(self._cache)
-            np.savez(self._path, keys=np.array(keys), vectors=np.stack([self._cache[k] for k in keys]))
 
 
 def known_item_corpus() -> tuple[list[tuple[str, str, str, str]], list[str]]:

@@ -29,7 +29,12 @@ from enhancement_pipeline.settings import Settings, get_settings
 from enhancement_pipeline.storage.cache import RedisCacheResource
 from enhancement_pipeline.storage.postgres import PostgresResource
 from enhancement_pipeline.tenants import Tenant, tenants_for
-from enhancement_pipeline.triage.assets import build_sdp_taxonomy, build_taxonomy_schedule
+from enhancement_pipeline.triage.assets import (
+    build_calibration_schedule,
+    build_sdp_taxonomy,
+    build_taxonomy_schedule,
+    build_triage_calibration,
+)
 
 
 def _secret_or(name: str, default: str) -> str | dg.EnvVar:
@@ -61,8 +66,9 @@ def build_definitions(settings: Settings, tenants: Sequence[Tenant] | None = Non
     sync_job = build_sync_job(list(tenants))
     for tenant in tenants:
         history = build_ticket_history(tenant)
-        assets += [history, build_system_inventory(tenant), build_sdp_taxonomy(tenant)]
-        schedules.append(build_taxonomy_schedule(tenant))
+        assets += [history, build_system_inventory(tenant), build_sdp_taxonomy(tenant),
+                   build_triage_calibration(tenant)]
+        schedules += [build_taxonomy_schedule(tenant), build_calibration_schedule(tenant)]
         checks += build_history_checks(tenant)
         sensors += [build_new_ticket_sensor(tenant, settings), build_resolved_ticket_sensor(tenant, sync_job, settings),
                     build_delivery_sweep(tenant, settings)]

@@ -11,6 +11,8 @@ from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from enhancement_pipeline.triage.classify import Neighbour
+
 
 class Ticket(BaseModel):
     """A ServiceDesk Plus request as the pipeline sees it (from ``GET /api/v3/requests/{id}``).
@@ -42,6 +44,8 @@ class Ticket(BaseModel):
     support_group: str | None = Field(default=None, description="SDP's group (the support group) the request is in.")
     site: str | None = None
     requester_id: str | None = Field(default=None, description="SDP's user id of the requester.")
+    requester_email: str | None = Field(default=None, description="The requester's e-mail address as SDP sends it "
+                                        "(``requester.email_id``), for the routing rules' VIP list.")
     created_at: datetime | None = None
     resolved_at: datetime | None = None
     resolution: str | None = None
@@ -104,7 +108,10 @@ class ContextSection(BaseModel, Generic[T]):
 
 
 class SimilarTicketsContext(ContextSection[SimilarTicket]):
-    """The ``similar_tickets`` output of ``gather_context``."""
+    """The ``similar_tickets`` output of ``gather_context``; ``neighbours``: from the same search, the first
+    ten resolved tickets however weak (no relevance floor) with their labels, for the triage vote."""
+
+    neighbours: list[Neighbour] = Field(default_factory=list)
 
 
 class KnowledgeContext(ContextSection[KbArticle]):

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     notes_keep_ip_addresses: bool = Field(True, description="Send IP addresses to the LLM (false: placeholders).")
     notes_keep_hostnames: bool = Field(True, description="Send hostnames to the LLM (false: placeholders).")
     phone_region: str = Field("US", description="Region of national phone formats to redact; '' for '+' only.")
+    triage_rules_file: Path | None = Field(None, description="The tenant's routing and escalation rules (YAML, "
+                                                             "triage/rules.py); unset: no rules.")
 
     history_start_date: str = Field("2024-01-01", description="First monthly partition of ticket_history.")
     inventory_dir: Path | None = Field(

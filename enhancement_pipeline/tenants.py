@@ -22,6 +22,11 @@
           keep_ip_addresses: true               # false: IPs go to the model as placeholders too
           keep_hostnames: true
           phone_region: US                      # national phone formats to redact (ISO 3166); null: "+" only
+        triage:
+          min_confidence: 0.6                   # below it a field gets no suggestion (calibrated probability)
+          storm_min_tickets: 5                  # alike open tickets in 30 min that make a possible major incident
+          rules_file: /etc/enhancement/contoso-rules.yaml   # routing and escalation rules (triage/rules.py,
+                                                # docs/triage-rules.example.yaml); they win over the learned vote
 
 Without ``TENANTS_FILE`` there is one tenant, built from the single-tenant environment variables
 (``TENANT_ID``, ``SDP_BASE_URL``, ``KB_BASE_URL``, ...; see ``settings.py``), so a one-customer deployment
@@ -92,6 +97,21 @@ class NotesSettings(BaseModel):
     phone_region: str | None = Field("US", pattern=r"^[A-Z]{2}$")
 
 
+class TriageSettings(BaseModel):
+    """How one tenant's tickets are triaged (``triage/``). ``min_confidence``: the calibrated probability below
+    which a field gets no suggestion (the note says "no confident suggestion")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_confidence: float = Field(0.6, ge=0.0, le=1.0)
+    storm_min_tickets: int = Field(5, ge=2, le=10_000)
+    """Open tickets alike within 30 minutes (the new one included) that make a "possible major incident"."""
+    rules_file: Path | None = None
+    """The tenant's routing and escalation rules (YAML, ``triage/rules.py``; relative: to the processes' working
+    directory); read when a run needs them and again when the file changes. A file that does not validate
+    leaves the learned suggestions in place and says why in the run's metadata."""
+
+
 class Tenant(BaseModel):
     """One tenant as declared in the tenants file (or built from the single-tenant environment)."""
 
@@ -104,6 +124,7 @@ class Tenant(BaseModel):
     sdp: SdpSettings
     kb: KbSettings
     notes: NotesSettings = NotesSettings()
+    triage: TriageSettings = TriageSettings()
 
     @field_validator("history_start_date")
     @classmethod
@@ -158,6 +179,7 @@ def tenant_from_settings(settings: Settings) -> Tenant:
         notes=NotesSettings(shadow_mode=settings.notes_shadow_mode, daily_token_budget=settings.llm_daily_token_budget,
                             keep_ip_addresses=settings.notes_keep_ip_addresses,
                             keep_hostnames=settings.notes_keep_hostnames, phone_region=settings.phone_region or None),
+        triage=TriageSettings(rules_file=settings.triage_rules_file),
     )
 
 

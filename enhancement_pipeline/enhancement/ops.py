@@ -19,7 +19,7 @@ from enhancement_pipeline.enhancement.llm import LlmResource
 from enhancement_pipeline.enhancement.policy import NotePolicyResource
 from enhancement_pipeline.enhancement.synthesis import synthesize
 from enhancement_pipeline.history.embeddings import load_encoder
-from enhancement_pipeline.history.search import find_similar, has_embeddings
+from enhancement_pipeline.history.search import find_similar_and_neighbours, has_embeddings
 from enhancement_pipeline.inventory.ip_addresses import extract_ips
 from enhancement_pipeline.inventory.lookup import lookup_systems
 from enhancement_pipeline.knowledge.client import KnowledgeBaseResource
@@ -36,6 +36,8 @@ from enhancement_pipeline.models import (
 from enhancement_pipeline.servicedesk.payloads import parse_request, resolution_text, to_ticket
 from enhancement_pipeline.servicedesk.resource import ServiceDeskResource
 from enhancement_pipeline.storage.postgres import PostgresResource
+from enhancement_pipeline.triage.classify import NEIGHBOURS
+from enhancement_pipeline.triage.suggestions import TriageSuggestions
 
 S = TypeVar("S", bound=ContextSection)
 
@@ -109,10 +111,11 @@ def find_similar_tickets(ticket: Ticket, postgres: PostgresResource, metadata: d
         # The model loads only where the tenant's history can have embeddings (once per process).
         encoder = load_encoder() if has_embeddings(conn) else None
         method = "hybrid" if encoder is not None else "lexical"
-        items = find_similar(conn, ticket.tenant_id, ticket.text, encoder=encoder, method=method)
+        items, neighbours = find_similar_and_neighbours(conn, ticket.tenant_id, ticket.text, encoder=encoder,
+                                                        method=method, neighbours=NEIGHBOURS)
     metadata.update({"method": method, "ticket_ids": ", ".join(t.ticket_id for t in items),
-                     "scores": ", ".join(f"{t.score:.3f}" for t in items)})
-    return SimilarTicketsContext(items=items)
+                     "scores": ", ".join(f"{t.score:.3f}" for t in items), "neighbours": len(neighbours)})
+    return SimilarTicketsContext(items=items, neighbours=neighbours)
 
 
 def find_knowledge_articles(ticket: Ticket, kb: KnowledgeBaseResource, notes: NotePolicyResource,
@@ -199,7 +202,8 @@ def gather_context(context: dg.OpExecutionContext, ticket: Ticket, postgres: Pos
                    "and within the tenant's daily token budget, else deterministically; every citation checked "
                    "against the context.")
 def synthesize_note(context: dg.OpExecutionContext, ticket: Ticket, similar: SimilarTicketsContext,
-                    knowledge: KnowledgeContext, inventory: InventoryContext, llm: LlmResource,
+                    knowledge: KnowledgeContext, inventory: InventoryContext, triage: TriageSuggestions,
+                    llm: LlmResource,
                     notes: NotePolicyResource, sdp: ServiceDeskResource) -> Note:
     started = time.perf_counter()
     policy = notes.policy(ticket.tenant_id)
@@ -208,7 +212,7 @@ def synthesize_note(context: dg.OpExecutionContext, ticket: Ticket, similar: Sim
     if complete is not None and budget.spent:
         complete, reason = None, f"daily token budget spent ({budget.used:,} of {budget.budget:,} tokens)"
     note = synthesize(
-        ticket, similar, knowledge, inventory, complete=complete, no_model_reason=reason,
+        ticket, similar, knowledge, inventory, complete=complete, no_model_reason=reason, triage=triage,
         request_url=lambda ticket_id: sdp.request_url(ticket.tenant_id, ticket_id),
         privacy=policy.privacy,
         shadow=policy.shadow_mode, cost_usd=llm.cost_usd)

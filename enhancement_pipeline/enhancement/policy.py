@@ -33,10 +33,16 @@ class TenantNotePolicy(dg.Config):
     keep_ip_addresses: bool = True
     keep_hostnames: bool = True
     phone_region: str | None = "US"
+    triage_min_confidence: float = 0.6
+    triage_storm_min_tickets: int = 5
+    triage_rules_file: str | None = None
 
     @classmethod
     def for_tenant(cls, tenant: Tenant) -> TenantNotePolicy:
-        return cls(tenant_id=tenant.tenant_id, **tenant.notes.model_dump())
+        return cls(tenant_id=tenant.tenant_id, **tenant.notes.model_dump(),
+                   triage_min_confidence=tenant.triage.min_confidence,
+                   triage_storm_min_tickets=tenant.triage.storm_min_tickets,
+                   triage_rules_file=str(tenant.triage.rules_file) if tenant.triage.rules_file else None)
 
     @property
     def privacy(self) -> Privacy:

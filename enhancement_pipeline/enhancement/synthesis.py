@@ -54,7 +54,9 @@ from enhancement_pipeline.enhancement.sections import (
 )
 from enhancement_pipeline.inventory.ip_addresses import extract_ips
 from enhancement_pipeline.models import InventoryContext, KnowledgeContext, Note, SimilarTicketsContext, Ticket
+from enhancement_pipeline.triage.duplicates import duplicate_lines
 from enhancement_pipeline.triage.key_details import details_line, key_details
+from enhancement_pipeline.triage.suggestions import TriageSuggestions, suggestion_line
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +73,15 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
                inventory: InventoryContext, *, complete: Callable[[NoteRequest], Completion] | None,
                request_url: Callable[[str], str], no_model_reason: str = "no LLM key configured",
                privacy: Privacy = Privacy(), shadow: bool = False,
-               cost_usd: Callable[[int, int], float] = lambda prompt, completion: 0.0) -> Note:
+               cost_usd: Callable[[int, int], float] = lambda prompt, completion: 0.0,
+               triage: TriageSuggestions | None = None) -> Note:
     """The note for ``ticket``.
 
     ``complete`` is the LLM call (``LlmResource.answer``), None when the model may not be used
     (``no_model_reason`` says why). Any exception from it, a refusal, an answer cut at ``max_tokens`` or no
     usable answer falls back to the deterministic note with the reason in the note and in
     ``Note.fallback_reason``. ``request_url(ticket_id)`` is a ticket's SDP page; ``cost_usd(prompt_tokens,
-    completion_tokens)`` prices a completion.
+    completion_tokens)`` prices a completion. ``triage`` (``suggest_triage``'s) opens the note with its line.
     """
     redactor = privacy.redactor(ticket, hosts=[s.hostname for s in inventory.items if s.hostname],
                                 keep=[ticket.ticket_id, ticket.display_id or "", *(t.ticket_id for t in similar.items)])
@@ -90,16 +93,19 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
     steps: list[str] = []  # what the LLM ladder did, kept when its answer is unusable
     usage = (0, 0, 0)  # prompt tokens, completion tokens, attempts: billed even when the answer is unusable
     reason: str | None = None
+    related_ids = [*(d.ticket_id for d in triage.related.duplicates), *triage.related.storm] if triage else []
     texts = list(_texts(data))
     spans = suspicious_spans(texts)  # read once: the grounds forbid them, the free-text checks look into them
-    grounds = _grounds(data, redactor, request_url, texts, spans)
+    grounds = _grounds(data, redactor, request_url, texts, spans, related_ids)
     seen = Seen.of(texts, [s.hostname for s in data.inventory.items if s.hostname], spans)
-    details = _details(ticket, redactor, privacy)
+    triage_line = "\n\n".join(x for x in ([suggestion_line(triage, escape_markdown)]
+                                         + duplicate_lines(triage.related) if triage else []) if x) or None
+    details = "\n\n".join(x for x in (triage_line, _details(ticket, redactor, privacy)) if x) or None
     removed: Counter = Counter()
     arranged = Arranged(markdown="")
     if len(thin) == 3:
-        body, reason = redactor.redact(escape_markdown(thin_note(similar, knowledge, inventory))), \
-            "nothing in the context"
+        thin_body = redactor.redact(escape_markdown(thin_note(similar, knowledge, inventory)))
+        body, reason = (f"{triage_line}\n\n{thin_body}" if triage_line else thin_body), "nothing in the context"
     else:
         if complete is None:
             reason = no_model_reason
@@ -140,7 +146,8 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
             body = render_sections(fallback, preamble)
     mode = "llm" if completion is not None else "deterministic"
     closing = footer(mode, PROMPT_VERSION, completion.model if completion else None)
-    body = link_citations(body, request_url, (t.ticket_id for t in similar.items), data.knowledge.items)
+    body = link_citations(body, request_url, [*(t.ticket_id for t in similar.items), *related_ids],
+                          data.knowledge.items)
     # The cap counts the note as posted: titles linked, personal data restored, the footer included.
     body = cap_words(body, MAX_NOTE_WORDS - word_count(closing),
                      count=lambda markdown: word_count(redactor.restore(markdown)))
@@ -222,7 +229,8 @@ def _redact(r: Redactor, ticket: Ticket, similar: SimilarTicketsContext, knowled
     return _Redacted(
         ticket=ticket.model_copy(update={"subject": r.redact(ticket.subject),
                                          "description": r.redact(ticket.description),
-                                         "requester": None, "technician": None, "resolution": None}),
+                                         "requester": None, "requester_email": None, "technician": None,
+                                         "resolution": None}),
         similar=similar.model_copy(update={
             "error": r.redact(similar.error) or None,
             "items": [t.model_copy(update={"subject": r.redact(t.subject), "resolution": r.redact(t.resolution)})
@@ -241,10 +249,11 @@ def _redact(r: Redactor, ticket: Ticket, similar: SimilarTicketsContext, knowled
 
 
 def _grounds(data: _Redacted, redactor: Redactor, request_url: Callable[[str], str], texts: list[str],
-             spans: list[str]) -> Grounds:
+             spans: list[str], linked_ids: Iterable[str] = ()) -> Grounds:
     """What the redacted context lets a note cite: the ids, article titles and URLs, IPs and placeholders
     it holds, the URLs its texts mention (as text only), and the texts it may not repeat. ``texts`` are
-    ``_texts(data)``, ``spans`` their ``suspicious_spans``."""
+    ``_texts(data)``, ``spans`` their ``suspicious_spans``; ``linked_ids`` tickets the project's own lines
+    link (possible duplicates): their pages are known URLs, not citable tickets."""
     ips = {ip for text in texts for ip in extract_ips(text)}
     ips |= {v for s in data.inventory.items for v in (s.ip_address, s.matched)}
     ips |= {token for text in texts for token in IP_LIKE.findall(text)}  # as written, leading zeros and all
@@ -258,7 +267,8 @@ def _grounds(data: _Redacted, redactor: Redactor, request_url: Callable[[str], s
         article_urls={a.url.rstrip("/"): a.article_id for a in data.knowledge.items if a.url},
         ticket_scores={t.ticket_id: t.score for t in data.similar.items},
         urls=frozenset(u.rstrip("/") for u in [*(a.url for a in data.knowledge.items if a.url),
-                                                *(request_url(t.ticket_id) for t in data.similar.items)]),
+                                                *(request_url(t.ticket_id) for t in data.similar.items),
+                                                *(request_url(t) for t in linked_ids)]),
         mentioned_urls=frozenset(u.rstrip("/") for text in texts for u in mentioned_urls(text)),
         ips=frozenset(ips),
         placeholders=redactor.placeholders,

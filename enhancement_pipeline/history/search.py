@@ -36,6 +36,7 @@ from enhancement_pipeline.history.embeddings import (
     vector_literal,
 )
 from enhancement_pipeline.models import SimilarTicket
+from enhancement_pipeline.triage.classify import LABEL_FIELDS, Neighbour
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,6 +59,8 @@ SEMANTIC_FLOOR = 0.5
 LEXICAL_FLOOR = 0.225
 
 Method = Literal["auto", "lexical", "semantic", "hybrid", "hybrid_rrf"]
+LABEL_COLUMNS = LABEL_FIELDS
+"""The triage fields, in the order ``_DETAILS`` reads their columns (``group`` is ``support_group``)."""
 
 _QUERY_TERMS = """
 SELECT q.lexeme, coalesce(s.ndoc, 0), (SELECT n_docs FROM ticket_corpus_stats WHERE tenant_id = %(tenant)s)
@@ -103,7 +106,8 @@ SELECT e.ticket_id, 1 - (e.embedding <=> %(vector)s::halfvec) AS cosine
 """
 
 _DETAILS = """
-SELECT h.ticket_id, h.subject, h.resolution, h.resolved_at
+SELECT h.ticket_id, h.subject, h.resolution, h.resolved_at,
+       h.category, h.subcategory, h.item, h.priority, h.support_group
   FROM ticket_history AS h
  WHERE h.tenant_id = %(tenant)s AND h.ticket_id = ANY(%(ids)s)
 """
@@ -223,14 +227,27 @@ def find_similar(conn: psycopg.Connection, tenant_id: str, text: str, limit: int
     need an encoder). ``floor`` False returns the top ``limit`` however weak (the harness measures ranking with it).
     An empty text returns []. Raises ``psycopg.Error`` on database failures.
     """
+    similar, _ = find_similar_and_neighbours(conn, tenant_id, text, limit, neighbours=0, encoder=encoder,
+                                             method=method, floor=floor, exclude_ids=exclude_ids)
+    return similar
+
+
+def find_similar_and_neighbours(conn: psycopg.Connection, tenant_id: str, text: str, limit: int = 5, *,
+                                neighbours: int = 10, encoder: Encoder | None = None, method: Method = "auto",
+                                floor: bool = True, exclude_ids: Collection[str] = ()
+                                ) -> tuple[list[SimilarTicket], list[Neighbour]]:
+    """``find_similar``'s tickets and, from the same search, the first ``neighbours`` resolved tickets
+    however weak (no relevance floor), each with its labels (category, subcategory, item, priority, group),
+    for the triage vote (``triage.classify``). Raises ``psycopg.Error`` on database failures."""
     text = text.strip()[:MAX_QUERY_CHARS]
     if not text:
-        return []
+        return [], []
     if method == "auto":
         method = "hybrid" if encoder is not None and has_embeddings(conn) else "lexical"
     if method != "lexical" and encoder is None:
         raise ValueError(f"method {method!r} needs an encoder")
-    depth = max(limit, FUSION_DEPTH) if method.startswith("hybrid") else limit * 4
+    wanted = max(limit, neighbours)
+    depth = max(wanted, FUSION_DEPTH) if method.startswith("hybrid") else wanted * 4
     lexical = [] if method == "semantic" else lexical_search(conn, tenant_id, text, depth, exclude_ids)
     semantic = None
     if method != "lexical":
@@ -243,13 +260,20 @@ def find_similar(conn: psycopg.Connection, tenant_id: str, text: str, limit: int
     if semantic is not None:  # (the cosine lookup needs the same pgvector that just answered)
         returned = {t for t, _ in semantic}
         cosines = cosines_of(conn, tenant_id, vector, [t for t, _ in lexical if t not in returned])
-    ranked = rank_similar(lexical, semantic, limit, floor, "rrf" if method == "hybrid_rrf" else "convex", cosines)
-    if not ranked:
-        return []
-    details = {r[0]: r for r in conn.execute(_DETAILS, {"tenant": tenant_id, "ids": [t for t, _ in ranked]})}
-    return [SimilarTicket(ticket_id=t, subject=details[t][1], resolution=details[t][2] or "",
-                          resolved_at=details[t][3], score=round(score, 3))
-            for t, score in ranked if t in details]
+    fusion = "rrf" if method == "hybrid_rrf" else "convex"
+    ranked = rank_similar(lexical, semantic, limit, floor, fusion, cosines)
+    voters = rank_similar(lexical, semantic, neighbours, False, fusion, cosines) if neighbours else []
+    if not ranked and not voters:
+        return [], []
+    ids = list(dict.fromkeys(t for t, _ in [*ranked, *voters]))
+    details = {r[0]: r for r in conn.execute(_DETAILS, {"tenant": tenant_id, "ids": ids})}
+    similar = [SimilarTicket(ticket_id=t, subject=details[t][1], resolution=details[t][2] or "",
+                             resolved_at=details[t][3], score=round(score, 3))
+               for t, score in ranked if t in details]
+    near = [Neighbour(ticket_id=t, similarity=round(score, 4),
+                      labels=dict(zip(LABEL_COLUMNS, details[t][4:9], strict=True)))
+            for t, score in voters if t in details]
+    return similar, near
 
 
 _ADD_LEXEMES = """

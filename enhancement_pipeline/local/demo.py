@@ -19,6 +19,7 @@ the demo started (``run_demo``). ``ENHANCEMENT_DEMO_ROOT`` puts the demo's folde
 (it is wiped at every demo too).
 """
 
+import dataclasses
 import html
 import os
 import re
@@ -301,6 +302,7 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
     from enhancement_pipeline.inventory.assets import inventory_asset_key
     from enhancement_pipeline.storage.migrations import migrate
     from enhancement_pipeline.tenants import get_tenants
+    from enhancement_pipeline.triage.assets import build_sdp_taxonomy, build_triage_calibration
 
     applied = migrate(env["DATABASE_URL"])
     _say(f"migrated the app database: {', '.join(applied)}")
@@ -317,6 +319,16 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
                        for e in backfill.get_asset_check_evaluations())
     _say(f"{TENANT}/ticket_history backfill {first[:7]}..{last[:7]} (one run): {meta['imported'].value} resolved "
          f"tickets imported in {meta['seconds'].value} s, {meta['failed'].value} failed; checks: {checks}")
+    # What the daily schedules keep fresh, materialized once now: the tenant's SDP taxonomy (triage suggests only
+    # its labels) and its triage confidence curves (fitted on the history just imported).
+    triage = dg.materialize([build_sdp_taxonomy(tenant), build_triage_calibration(tenant)], resources=defs.resources,
+                            instance=instance, run_config=quiet)
+    taxonomy_meta = triage.asset_materializations_for_node(f"{TENANT}__sdp_taxonomy")[0].metadata
+    calibration_meta = triage.asset_materializations_for_node(f"{TENANT}__triage_calibration")[0].metadata
+    counts = {k: taxonomy_meta[k].value for k in ("categories", "priorities", "support_groups") if k in taxonomy_meta}
+    _say(f"{TENANT}/sdp_taxonomy read from SDP ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
+         f"{TENANT}/triage_calibration: {calibration_meta['tickets'].value} resolved tickets asked as new, curves "
+         f"for {calibration_meta['fields_fitted'].value} in {calibration_meta['seconds'].value} s")
 
     bin_dir = Path(sys.executable).parent
     proc_env = {**os.environ, **env}
@@ -352,7 +364,11 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
     created: dict[str, tuple[ArticleTicket, int]] = {}
     _say(f"opening {len(new)} new tickets in ServiceDesk Plus, one every {interval_s:g} s "
          f"({len(IP_TICKET_ARTICLES)} name inventory IPs)")
-    for t in new:
+    extras = related_tickets(new)
+    for t in [*new, *extras]:
+        if t is extras[0]:
+            _say(f"then {len(extras)} more: {extras[0].requester} writes again about an open ticket (a possible "
+                 f"duplicate), and {len(extras) - 1} colleagues report the same outage (a possible major incident)")
         request = client.create_request({"subject": t.subject, "description": t.description_html,
                                          "requester": {"name": t.requester}, "status": {"name": "Open"}})
         created[request["id"]] = (t, int(request["created_time"]["value"]))
@@ -385,6 +401,21 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
         _say("SDP's webhook calls answered: " + ", ".join(f"{n} x {code}" for code, n in sorted(answers.items()))
              + ("" if pushed else f" (expected {len(created)} answered 202 or 200; see logs/receiver.log)"))
     return _report(instance, created, notes_for, ui_port, started, fresh and pushed)
+
+
+STORM_REQUESTERS = ("Dana Whitfield", "Ravi Menon", "Lena Fischer", "Tomás Ortega")
+
+
+def related_tickets(new: list[ArticleTicket]) -> list[ArticleTicket]:
+    """Tickets that repeat the demo's new ones, as people write them when something is down: the requester
+    of the second new ticket asks again (a possible duplicate), and four colleagues report the third one's
+    problem within minutes (with it, five alike open tickets: a possible major incident at the default
+    ``storm_min_tickets``)."""
+    repeat, outage = new[1], new[2]
+    again = dataclasses.replace(repeat, subject=f"Still not working: {repeat.subject}")
+    storm = [dataclasses.replace(outage, requester=name, subject=f"{outage.subject} (here too)")
+             for name in STORM_REQUESTERS]
+    return [again, *storm]
 
 
 def _keep_fresh(instance, client: ServiceDeskClient, created: dict, env: dict[str, str], history_key,
@@ -492,6 +523,10 @@ def _report(instance, created, notes_for, ui_port, started, delivered: bool) -> 
         print(f"Dagster UI with this demo's runs: http://127.0.0.1:{ui_port} (Ctrl-C to stop)")
     p50 = statistics.median(latencies) if latencies else float("nan")
     p95 = _percentile(latencies, 95)
+    texts = [html_to_text(n["description"]) for rid in created for n in notes_for(rid)]
+    print(f"triage: a suggestion line on {sum('Suggested triage:' in x for x in texts)}/{len(texts)} notes, a "
+          f"possible duplicate on {sum('Possible duplicate' in x for x in texts)}, a possible major incident on "
+          f"{sum('Possible major incident' in x for x in texts)}")
     print(f"demo took {time.monotonic() - started:.0f} s; logs in {_shown(DEMO_ROOT / 'logs')}")
     print(f"enhanced {enhanced}/{len(created)} tickets, notes posted {posted_total}, p50 {p50:.1f} s, p95 {p95:.1f} s")
     ok = enhanced == len(created) and posted_total == len(created) and delivered

@@ -398,12 +398,7 @@ class SdpState:
             for name in extra:
                 row[name] = r.get(name)
             out.append(row)
-        info = dict(list_info)
-        info.update({"has_more_rows": start_index - 1 + row_count < len(rows), "start_index": start_index,
-                     "row_count": len(out)})
-        if list_info.get("get_total_count"):
-            info["total_count"] = len(rows)
-        return out, info
+        return out, _page_info(list_info, start_index, row_count, len(out), len(rows))
 
     def _sorted_rows(self, criteria: list, fields: dict, sort_field: str, descending: bool,
                      with_keys: bool = False) -> tuple[list[dict[str, Any]], list]:
@@ -430,6 +425,18 @@ def seed_resolved_tickets(state: SdpState, tickets: list[ArticleTicket]) -> dict
                 resolved_millis=datetime_to_millis(t.resolved_at), resolution_html=t.resolution_html,
                 category=t.category)["id"]
             for t in tickets}
+
+
+def _page_info(list_info: dict[str, Any], start_index: int, row_count: int, returned: int, matched: int
+               ) -> dict[str, Any]:
+    """The answer's ``list_info``: the request's, with ``has_more_rows``, ``start_index`` and ``row_count`` (rows
+    returned), and ``total_count`` only when ``get_total_count`` asked for it, as SDP answers."""
+    info = dict(list_info)
+    info.update({"has_more_rows": start_index - 1 + row_count < matched, "start_index": start_index,
+                 "row_count": returned})
+    if list_info.get("get_total_count"):
+        info["total_count"] = matched
+    return info
 
 
 def _check_sort_field(name: Any) -> str:
@@ -476,12 +483,7 @@ def list_page(rows: list[dict[str, Any]], list_info: dict[str, Any], *, sortable
     matched = [r for r in rows if _matches_all(r, criteria) and _matches_fields(r, fields)]
     matched.sort(key=lambda r: (_sort_key(_field(r, sort_field)), _sort_key(r.get("id"))), reverse=descending)
     page = matched[start_index - 1:start_index - 1 + row_count]
-    info = dict(list_info)
-    info.update({"has_more_rows": start_index - 1 + row_count < len(matched), "start_index": start_index,
-                 "row_count": len(page)})
-    if list_info.get("get_total_count"):
-        info["total_count"] = len(matched)
-    return page, info
+    return page, _page_info(list_info, start_index, row_count, len(page), len(matched))
 
 
 def _lookup(name: str, **extra: Any) -> dict[str, Any]:

@@ -129,11 +129,17 @@ class _Lookup(BaseModel):
     model_config = ConfigDict(extra="ignore")
     id: str | None = None
     name: str | None = None
+    email_id: str | None = None  # a user's (requester, technician); the routing rules' VIP list may name it
 
     @field_validator("id", "name", mode="before")
     @classmethod
     def _numbers_as_text(cls, v: Any) -> Any:
         return None if v is None else _as_text(v)
+
+    @field_validator("email_id", mode="before")
+    @classmethod
+    def _email_or_none(cls, v: Any) -> Any:
+        return v if isinstance(v, str) else None  # never a reason to refuse the request
 
 
 def _lookup_by_name(v: Any) -> Any:
@@ -294,6 +300,7 @@ def to_ticket(tenant_id: str, request: SdpRequest, resolution: str | None = None
         support_group=_name(request.group),
         site=_name(request.site),
         requester_id=request.requester.id if request.requester and request.requester.id else None,
+        requester_email=((request.requester.email_id or "").strip() or None) if request.requester else None,
         created_at=millis_to_datetime(request.created_time.value) if request.created_time else None,
         resolved_at=millis_to_datetime(resolved.value) if resolved else None,
         resolution=cut_text(resolution_clean, MAX_RESOLUTION_CHARS) if resolution_clean else None,

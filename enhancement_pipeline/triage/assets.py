@@ -210,3 +210,90 @@ def _few(names: list[str], limit: int = 10) -> str:
     shown = ", ".join(names[:limit]).replace("|", "/")
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
+
+
+CALIBRATION_SAMPLE = 1000
+"""Most recently resolved labelled tickets the calibration asks as new ones (about 20 ms each)."""
+CALIBRATION_CRON = "0 3 * * *"
+
+_LABELLED = """
+SELECT ticket_id, subject, description, category, subcategory, item, priority, support_group
+  FROM ticket_history
+ WHERE tenant_id = %s AND resolution IS NOT NULL
+   AND coalesce(category, subcategory, item, priority, support_group) IS NOT NULL
+ ORDER BY resolved_at DESC NULLS LAST, ticket_id
+ LIMIT %s
+"""
+
+
+def calibration_asset_key(tenant_id: str) -> dg.AssetKey:
+    return dg.AssetKey([tenant_id, "triage_calibration"])
+
+
+def build_triage_calibration(tenant: Tenant) -> dg.AssetsDefinition:
+    """``<tenant>/triage_calibration``: the tenant's confidence curve per label field (``triage.calibration``)."""
+    from enhancement_pipeline.history.assets import history_asset_key
+
+    tenant_id = tenant.tenant_id
+
+    @dg.asset(
+        key=calibration_asset_key(tenant_id),
+        group_name=tenant_id,
+        kinds={"postgres"},
+        deps=[history_asset_key(tenant_id)],
+        description=f"Tenant {tenant_id}'s triage confidence: per field (category, subcategory, item, priority, "
+                    f"group), how often the similar tickets' vote is right at each vote share, fitted on its "
+                    f"{CALIBRATION_SAMPLE:,} most recently resolved labelled tickets, each asked as a new one "
+                    "(itself left out). The per-ticket runs turn a vote into a probability with it.",
+    )
+    def triage_calibration(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+        from enhancement_pipeline.history.embeddings import embedding_text, load_encoder
+        from enhancement_pipeline.history.search import find_similar_and_neighbours, has_embeddings
+        from enhancement_pipeline.triage.calibration import fit_field, outcomes
+        from enhancement_pipeline.triage.calibration_store import save_calibration
+        from enhancement_pipeline.triage.classify import LABEL_FIELDS, NEIGHBOURS, TEMPERATURE
+
+        started = time.perf_counter()
+        pairs: dict[str, tuple[list[float], list[bool]]] = {f: ([], []) for f in LABEL_FIELDS}
+        with postgres.connection() as conn:
+            rows = conn.execute(_LABELLED, (tenant_id, CALIBRATION_SAMPLE)).fetchall()
+            encoder = load_encoder() if has_embeddings(conn) else None
+            method = "hybrid" if encoder is not None else "lexical"
+            for ticket_id, subject, description, *labels in rows:
+                _, near = find_similar_and_neighbours(conn, tenant_id, embedding_text(subject, description), 1,
+                                                      neighbours=NEIGHBOURS, encoder=encoder, method=method,
+                                                      exclude_ids=[ticket_id])
+                for field, (share, right) in outcomes(near, dict(zip(LABEL_FIELDS, labels, strict=True))).items():
+                    pairs[field][0].append(share)
+                    pairs[field][1].append(right)
+            fits = [fit for f in LABEL_FIELDS if (fit := fit_field(f, *pairs[f])) is not None]
+            with conn.transaction():
+                save_calibration(conn, tenant_id, fits)
+        fitted = {fit.field: fit for fit in fits}
+        context.log.info(f"{len(rows)} labelled tickets asked as new ({method}); curves for "
+                         f"{', '.join(fitted) or 'no field'}")
+        metadata: dict = {"tickets": len(rows), "method": method, "neighbours": NEIGHBOURS,
+                          "temperature": TEMPERATURE, "seconds": round(time.perf_counter() - started, 1),
+                          "fields_fitted": ", ".join(fitted) or "none (every field keeps the shipped curve)"}
+        for field in LABEL_FIELDS:
+            fit = fitted.get(field)
+            if fit is None:
+                metadata[f"{field}_samples"] = len(pairs[field][0])
+                continue
+            metadata[f"{field}_samples"] = fit.samples
+            metadata[f"{field}_vote_accuracy"] = dg.MetadataValue.float(round(fit.accuracy, 4))
+            if fit.heldout_ece is not None:
+                metadata[f"{field}_heldout_ece"] = dg.MetadataValue.float(fit.heldout_ece)
+        return dg.MaterializeResult(metadata=metadata)
+
+    return triage_calibration
+
+
+def build_calibration_schedule(tenant: Tenant) -> dg.ScheduleDefinition:
+    """``<tenant>__triage_calibration_schedule``: refits ``<tenant>/triage_calibration`` daily at
+    ``CALIBRATION_CRON`` UTC (after the night's resolved tickets are in the history); running from the start."""
+    return dg.ScheduleDefinition(
+        name=f"{tenant.tenant_id}__triage_calibration_schedule", cron_schedule=CALIBRATION_CRON,
+        execution_timezone="UTC", target=dg.AssetSelection.assets(calibration_asset_key(tenant.tenant_id)),
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Refits {tenant.tenant_id}/triage_calibration once a day.")

@@ -188,3 +188,97 @@ def test_the_three_lookups_run_at_once(world, sdp_state, kb_index, resources):
     for name in ("similar_tickets", "inventory_lookup"):
         start, end = windows[name]
         assert start < kb_end and kb_start < end, (name, windows)  # overlapping, not one after the other
+
+
+def test_the_note_opens_with_triage_from_labels_the_taxonomy_knows(world, sdp_state, resources, db):
+    from datetime import UTC, datetime
+
+    from enhancement_pipeline.triage.classify import LABEL_FIELDS
+    from enhancement_pipeline.triage.taxonomy import Category, Taxonomy
+    from enhancement_pipeline.triage.taxonomy_store import save_taxonomy
+
+    # A ticket like the history's: its neighbours carry the history's categories (the articles' product areas).
+    ticket = world["history"][0]
+    ticket_id = open_ticket(sdp_state, ticket)
+    result = run_job(resources, ticket_id)
+    triage = _output(result, "suggest_triage")
+    assert [f.field for f in triage.fields] == list(LABEL_FIELDS)
+    assert triage.taxonomy.startswith("none")  # never materialized: the history's labels are allowed
+    category = triage.get("category")
+    history_categories = {t.category for t in world["history"]}
+    assert category.label in history_categories, category
+    note = _output(result, "synthesize_note")
+    assert note.markdown.startswith(f"**Suggested triage:** Category {category.label} (")
+    assert step_metadata(result, "suggest_triage")["category"].startswith(category.label)
+
+    # The tenant's SDP no longer has that category: it is never suggested, whatever the history says.
+    others = sorted(c for c in history_categories - {category.label} if c)
+    save_taxonomy(db, TENANT, Taxonomy(fetched_at=datetime.now(UTC),
+                                       categories=[Category(id=str(i), name=n) for i, n in enumerate(others)]))
+    second = open_ticket(sdp_state, ticket)
+    triage = _output(run_job(resources, second), "suggest_triage")
+    assert triage.taxonomy.startswith("sdp_taxonomy of ")
+    assert triage.get("category").label != category.label
+    assert triage.get("category").label in (None, *others)
+
+
+def test_a_ticket_like_an_open_one_is_a_possible_duplicate_and_three_make_a_storm(world, sdp_state, resources, db):
+    from enhancement_pipeline.enhancement.policy import TenantNotePolicy
+
+    notes = replace_resource(resources["notes"], policies=[TenantNotePolicy(tenant_id=TENANT,
+                                                                            triage_storm_min_tickets=3)])
+    alike = {**resources, "notes": notes}
+    outage = world["new"][2]
+    first = open_ticket(sdp_state, outage)
+    triage = _output(run_job(alike, first), "suggest_triage")
+    assert triage.related_error is None and triage.related.duplicates == () and triage.related.storm == ()
+
+    second = open_ticket(sdp_state, outage)  # the same requester writes again
+    result = run_job(alike, second)
+    triage = _output(result, "suggest_triage")
+    assert [d.ticket_id for d in triage.related.duplicates] == [first]
+    assert triage.related.duplicates[0].shared == ("same requester",)
+    note = _output(result, "synthesize_note")
+    assert f"**Possible duplicate** of [#{first}](" in note.markdown
+    assert f"woID={first}" in note.html  # linked to the request's page in SDP
+    assert "Possible major incident" not in note.markdown
+
+    third = open_ticket(sdp_state, outage)
+    result = run_job(alike, third)
+    triage = _output(result, "suggest_triage")
+    assert triage.related.storm == (first, second)
+    assert "**Possible major incident:** 3 open tickets in 30 min look like this one" in \
+        _output(result, "synthesize_note").markdown
+    assert step_metadata(result, "suggest_triage")["possible_major_incident"].startswith("3 tickets")
+
+    # A resolved ticket is no longer open: once the first is in ticket_history, it is not offered.
+    db.execute("INSERT INTO ticket_history (tenant_id, ticket_id, subject, description, resolution, resolved_at, "
+               "source) VALUES (%s, %s, 's', 'd', 'fixed', now(), 'sensor_resolved')", (TENANT, first))
+    triage = _output(run_job(alike, third), "suggest_triage")
+    assert first not in [d.ticket_id for d in triage.related.duplicates] and first not in triage.related.storm
+
+
+def test_the_calibration_asset_fits_the_tenants_curve_and_runs_use_it(world, sdp_state, resources, tenant, db):
+    from enhancement_pipeline.triage.assets import build_triage_calibration
+    from enhancement_pipeline.triage.calibration_store import load_calibration
+
+    result = dg.materialize([build_triage_calibration(tenant)], resources=resources)
+    meta = result.asset_materializations_for_node(f"{TENANT}__triage_calibration")[0].metadata
+    # The world's history carries categories only (the articles' product areas): one curve, for category.
+    assert meta["tickets"].value == 300 and meta["fields_fitted"].value == "category"
+    assert meta["category_samples"].value > 200
+    assert 0 <= meta["category_heldout_ece"].value < 0.2
+    curves = load_calibration(db, TENANT)
+    assert set(curves) == {"category"}
+    curve, samples = curves["category"]
+    assert samples == meta["category_samples"].value
+    assert [curve(s / 20) for s in range(21)] == sorted(curve(s / 20) for s in range(21))
+
+    run = run_job(resources, open_ticket(sdp_state, world["new"][3]))
+    assert step_metadata(run, "suggest_triage")["calibration"].startswith(f"category (tenant's, {samples} tickets)")
+    from enhancement_pipeline.triage.classify import vote
+
+    category = _output(run, "suggest_triage").get("category")
+    counted = vote(run.output_for_node("gather_context", "similar_tickets").neighbours, "category")
+    assert counted.label is not None  # the run's neighbours voted; the tenant's curve made it a confidence
+    assert category.confidence == round(curve(counted.share), 3)

@@ -10,6 +10,7 @@ from enhancement_pipeline.history import ranking
 from enhancement_pipeline.history.search import (
     embed_missing,
     find_similar,
+    find_similar_and_neighbours,
     lexical_search,
     rank_similar,
     refresh_lexeme_stats,
@@ -80,6 +81,24 @@ def test_the_floor_says_nothing_rather_than_something_unrelated(db):
     assert find_similar(db, TENANT, "The CEO's iPhone cannot sync contacts today after the iOS update") == []
     # ...but the ranking without the floor would have offered one.
     assert find_similar(db, TENANT, "The CEO's iPhone cannot sync contacts today after the iOS update", floor=False)
+
+
+def test_neighbours_for_triage_come_from_the_same_search_without_the_floor_and_carry_labels(db):
+    merge_tickets(db, TENANT, [
+        Ticket(tenant_id=TENANT, ticket_id=f"f{i}", subject=s, description=d, resolution=r, resolved_at=RESOLVED,
+               category="Hardware", subcategory="Printer", priority="Low", support_group="Desktop")
+        for i, (_, s, d, r) in enumerate(FILLER)], "bulk_import")
+    refresh_lexeme_stats(db, TENANT)
+    query = "The CEO's iPhone cannot sync contacts today after the iOS update"
+    similar, near = find_similar_and_neighbours(db, TENANT, query, neighbours=7)
+    assert similar == []  # below the floor for the note...
+    assert len(near) == 7  # ...but the vote still hears the nearest, weak as they are
+    assert dict(near[0].labels) == {"category": "Hardware", "subcategory": "Printer", "item": None,
+                                    "priority": "Low", "group": "Desktop"}
+    assert [n.similarity for n in near] == sorted((n.similarity for n in near), reverse=True)
+    found, near = find_similar_and_neighbours(db, TENANT, "Printer queue stuck on floor 3", limit=2, neighbours=5)
+    # The note's tickets are the neighbours that clear the floor, in the same order.
+    assert found and [t.ticket_id for t in found] == [n.ticket_id for n in near][:len(found)]
 
 
 def test_scores_are_shares_in_0_1_best_first(db):
