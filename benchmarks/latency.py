@@ -23,7 +23,7 @@ condition). Paths (``--paths``, comma-separated):
   ``max_concurrent_runs: 4``, the new-ticket sensor alone finds tickets (polling every daemon loop). What the
   project ran before issue 16.
 - ``warm-poll``: ``CheckedCeleryRunLauncher`` with one run worker already running (``enhancement-pipeline
-  worker``, one process per core plus one), ``max_concurrent_runs: 6``; polling only.
+  worker``, one process per core), ``max_concurrent_runs: 6``; polling only.
 - ``warm-push``: the same, and SDP's webhook announces each ticket to the push receiver. What ``make demo`` runs.
 
 Also printed: the CPU one run of ``enhance_ticket`` costs in this process, warm (``execute_in_process``, no

@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     worker = sub.add_parser("worker", help="run a warm run worker (Celery) that executes Dagster runs")
     worker.add_argument("--concurrency", type=int, default=None,
                         help="runs executed at once, one process each (default: RUN_WORKER_CONCURRENCY, else the "
-                             "cores plus one)")
+                             "cores)")
     worker.add_argument("--name", default=None, help="Celery node name, e.g. worker1@%%h (default: celery@host)")
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(func=_worker)

@@ -159,7 +159,7 @@ def start_stack(history: list[ArticleTicket]) -> tuple[Stack, dict[str, str]]:
 def start_run_workers(stack: Stack, env: dict[str, str], logs: Path, count: int = 1,
                       concurrency: int | None = None, first: int = 1) -> list[subprocess.Popen]:
     """``count`` warm run workers (``enhancement-pipeline worker``, Celery, ``concurrency`` processes each, by
-    default the cores plus one), each its own process group, named ``worker<i>`` from ``i = first`` and logging
+    default one per core), each its own process group, named ``worker<i>`` from ``i = first`` and logging
     to ``logs/worker<i>.log``; added to ``stack.processes``."""
     workers = []
     for i in range(first, first + count):
