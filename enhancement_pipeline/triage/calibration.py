@@ -75,20 +75,11 @@ def fit_field(field: str, shares: Sequence[float], right: Sequence[bool]) -> Fie
 
 def outcomes(neighbours: Sequence, labels: dict[str, str | None]) -> dict[str, tuple[float, bool]]:
     """For one resolved ticket asked as new: per field it has a label for, the vote's share and whether the
-    winner is that label, as ``classify.suggest`` votes (a subcategory among the neighbours of the category the
-    vote chose, an item under the chosen subcategory; a child whose parent vote chose nothing is left out)."""
-    from enhancement_pipeline.triage.classify import LABEL_FIELDS, PARENT, vote
+    winner is that label, voted as ``classify.suggest`` votes (a subcategory among the neighbours of the category
+    the vote chose, an item under the chosen subcategory; a child whose parent vote chose nothing is left out):
+    ``suggest`` itself, with every winner taken (identity curve, no threshold)."""
+    from enhancement_pipeline.triage.classify import IDENTITY, LABEL_FIELDS, suggest
 
-    out: dict[str, tuple[float, bool]] = {}
-    chosen: dict[str, str] = {}
-    for field in LABEL_FIELDS:
-        parent = PARENT.get(field)
-        if parent is not None and parent not in chosen:
-            continue
-        within = {p: chosen[p] for p in (parent, PARENT.get(parent or "")) if p and p in chosen}
-        v = vote(neighbours, field, within=within or None)
-        if v.label is not None:
-            chosen[field] = v.label
-            if labels.get(field):
-                out[field] = (v.share, v.label == labels[field])
-    return out
+    every = suggest(neighbours, calibration={f: IDENTITY for f in LABEL_FIELDS}, min_confidence=0.0)
+    return {f: (s.vote.share, s.label == labels[f]) for f, s in every.items()
+            if s.label is not None and labels.get(f)}

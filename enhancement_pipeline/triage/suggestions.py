@@ -49,10 +49,6 @@ class TriageSuggestions(BaseModel):
     def get(self, field: str) -> FieldSuggestion | None:
         return next((f for f in self.fields if f.field == field), None)
 
-    @property
-    def confident(self) -> list[FieldSuggestion]:
-        return [f for f in self.fields if f.label is not None]
-
 
 def suggestion_line(triage: TriageSuggestions, escape=lambda text: text) -> str | None:
     """The note's first line: "**Suggested triage:** Category Hardware (91%: 4 of 5 similar resolved tickets) ›
