@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     phone_region: str = Field("US", description="Region of national phone formats to redact; '' for '+' only.")
     triage_rules_file: Path | None = Field(None, description="The tenant's routing and escalation rules (YAML, "
                                                              "triage/rules.py); unset: no rules.")
+    triage_mode: Literal["suggest", "apply"] = Field("suggest", description="apply: also write confident triage "
+                                                     "suggestions into the request's empty fields (PUT).")
+    triage_apply_min_confidence: float = Field(0.8, ge=0.0, le=1.0, description="Calibrated confidence a "
+                                               "suggestion needs to be written in apply mode.")
 
     history_start_date: str = Field("2024-01-01", description="First monthly partition of ticket_history.")
     inventory_dir: Path | None = Field(

@@ -24,6 +24,8 @@
           phone_region: US                      # national phone formats to redact (ISO 3166); null: "+" only
         triage:
           min_confidence: 0.6                   # below it a field gets no suggestion (calibrated probability)
+          mode: suggest                         # or apply: also write confident suggestions into empty fields
+          apply_min_confidence: 0.8             # apply mode: the confidence a suggestion needs to be written
           storm_min_tickets: 5                  # alike open tickets in 30 min that make a possible major incident
           rules_file: /etc/enhancement/contoso-rules.yaml   # routing and escalation rules (triage/rules.py,
                                                 # docs/triage-rules.example.yaml); they win over the learned vote
@@ -104,6 +106,11 @@ class TriageSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_confidence: float = Field(0.6, ge=0.0, le=1.0)
+    mode: Literal["suggest", "apply"] = "suggest"
+    """``suggest``: suggestions in the note only. ``apply``: confident ones are also written into the request's
+    empty category, subcategory, item, priority and group (``triage/apply.py``; never over a value already set)."""
+    apply_min_confidence: float = Field(0.8, ge=0.0, le=1.0)
+    """In apply mode, the calibrated probability a suggestion needs before it is written into SDP."""
     storm_min_tickets: int = Field(5, ge=2, le=10_000)
     """Open tickets alike within 30 minutes (the new one included) that make a "possible major incident"."""
     rules_file: Path | None = None
@@ -179,7 +186,8 @@ def tenant_from_settings(settings: Settings) -> Tenant:
         notes=NotesSettings(shadow_mode=settings.notes_shadow_mode, daily_token_budget=settings.llm_daily_token_budget,
                             keep_ip_addresses=settings.notes_keep_ip_addresses,
                             keep_hostnames=settings.notes_keep_hostnames, phone_region=settings.phone_region or None),
-        triage=TriageSettings(rules_file=settings.triage_rules_file),
+        triage=TriageSettings(rules_file=settings.triage_rules_file, mode=settings.triage_mode,
+                              apply_min_confidence=settings.triage_apply_min_confidence),
     )
 
 

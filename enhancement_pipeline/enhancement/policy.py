@@ -36,13 +36,16 @@ class TenantNotePolicy(dg.Config):
     triage_min_confidence: float = 0.6
     triage_storm_min_tickets: int = 5
     triage_rules_file: str | None = None
+    triage_mode: str = "suggest"
+    triage_apply_min_confidence: float = 0.8
 
     @classmethod
     def for_tenant(cls, tenant: Tenant) -> TenantNotePolicy:
         return cls(tenant_id=tenant.tenant_id, **tenant.notes.model_dump(),
                    triage_min_confidence=tenant.triage.min_confidence,
                    triage_storm_min_tickets=tenant.triage.storm_min_tickets,
-                   triage_rules_file=str(tenant.triage.rules_file) if tenant.triage.rules_file else None)
+                   triage_rules_file=str(tenant.triage.rules_file) if tenant.triage.rules_file else None,
+                   triage_mode=tenant.triage.mode, triage_apply_min_confidence=tenant.triage.apply_min_confidence)
 
     @property
     def privacy(self) -> Privacy:

@@ -3,11 +3,15 @@
 1. Start the project's PostgreSQL and Redis (``.local/demo/``, wiped at every demo so each run is the same),
    the SDP simulator seeded with 1,693 real resolved tickets, the KB simulator over the shipped articles, and
    the LLM simulator (OpenAI wire protocol). The data team's inventory folder gets the shipped inventory CSV.
-2. Migrate and backfill ``demo_msp/ticket_history`` (all months, one run, with its checks) through Dagster,
-   recorded in the instance's run history.
+   A second tenant, ``demo_apply`` (another customer, in triage apply mode with routing rules), gets an SDP
+   simulator of its own with every third of those tickets; both are declared in ``.local/demo/tenants.yaml``.
+2. Migrate and backfill both tenants' ``ticket_history`` (all months, one run, with its checks) through Dagster,
+   recorded in the instance's run history; read each tenant's SDP taxonomy and fit its triage calibration.
 3. Start ``dagster-daemon`` (and ``dagster-webserver`` with ``--ui``). The inventory sensor materializes
    ``demo_msp/system_inventory`` from the folder; wait for it and for ``new_ticket_sensor``'s first tick.
-4. Open 24 new tickets from held-out real articles (6 name inventory IPs), wait for the sensor-launched
+4. Open 24 new tickets from held-out real articles (6 name inventory IPs), then 5 that repeat them (a possible
+   duplicate, a possible major incident), and 6 of them in ``demo_apply``'s SDP (one with a priority already
+   set, which must be kept); print what apply mode wrote into SDP; wait for the sensor-launched
    ``enhance_ticket`` runs, print one whole note with its links, a
    table (with what the output checks removed from each note), and the summary lines.
 5. Keep both tables fresh through their sensors: a technician resolves 4 of the tickets in SDP and the data
@@ -56,6 +60,28 @@ DEMO_ROOT = (Path(os.environ["ENHANCEMENT_DEMO_ROOT"]).resolve() if os.environ.g
 SDP_KEY = "demo-sdp-technician-key"
 LLM_KEY = "demo-llm-key"
 TENANT = "demo_msp"
+APPLY_TENANT = "demo_apply"
+"""The demo's second tenant: another customer's SDP, in triage apply mode (confident suggestions and its routing
+rules written into empty fields), with every third ticket of the history."""
+APPLY_TICKETS = (0, 3, 5, 6, 9, 12)
+"""Which of the new tickets are opened in the apply tenant's SDP too (the one at ``APPLY_KEEPS_PRIORITY`` with a
+priority already set, which the pipeline must keep)."""
+APPLY_KEEPS_PRIORITY = 9
+APPLY_RULES = """# The demo_apply tenant's routing rules (triage/rules.py; docs/triage-rules.example.yaml). In apply
+# mode the fields they set are written into the request when SDP has them empty.
+rules:
+  - name: Messaging
+    when: {keywords: [Exchange, Outlook, mailbox, "mail flow", free/busy]}
+    then: {group: Messaging}
+  - name: Collaboration
+    when: {keywords: [SharePoint, OneDrive, Teams]}
+    then: {group: Collaboration}
+  - name: Sign-in
+    when: {keywords: ["access denied", forbidden, unauthorized, "sign-in", credentials]}
+    then: {priority: High}
+escalation:
+  High: [Service Desk, Messaging, call the on-call engineer]
+"""
 TIMEOUT_S = 420
 FRESHNESS_TIMEOUT_S = 120
 RESOLVED_BY_TECHNICIAN = 4
@@ -74,6 +100,11 @@ class Stack:
     sdp_state: sdp_simulator.SdpState
     servers: list[BackgroundServer]
     processes: list[subprocess.Popen]
+    apply_sdp_state: sdp_simulator.SdpState | None = None
+    """The second tenant's SDP (``APPLY_TENANT``), when the stack has one."""
+
+    def sdp_of(self, tenant_id: str) -> sdp_simulator.SdpState:
+        return self.apply_sdp_state if tenant_id == APPLY_TENANT and self.apply_sdp_state else self.sdp_state
 
     def stop(self) -> None:
         # Each process leads its own process group (start_new_session): the group is signalled, so the code
@@ -113,9 +144,39 @@ def dagster_env(postgres: EmbeddedPostgres, dagster_home: Path, queue_url: str) 
 
 
 def demo_tenant_env(history: list[ArticleTicket]) -> dict[str, str]:
-    """The demo's one tenant, as environment variables (the demo and ``make ui`` build the same assets)."""
+    """The demo's tenants: its tenants file when the demo wrote one (``make ui`` then builds the same assets as
+    the demo), else its first tenant as environment variables."""
+    if (DEMO_ROOT / "tenants.yaml").exists():
+        return {"TENANTS_FILE": str(DEMO_ROOT / "tenants.yaml")}
     return {"TENANT_ID": TENANT, "HISTORY_START_DATE": history_months(history)[0],
             "INVENTORY_DIR": str(DEMO_ROOT / "inventory")}
+
+
+def write_tenants_file(history: list[ArticleTicket], sdp_url: str, apply_sdp_url: str, kb_url: str) -> Path:
+    """``DEMO_ROOT/tenants.yaml``: ``TENANT`` (suggest mode, the inventory folder) and ``APPLY_TENANT`` (apply
+    mode, routing rules in ``DEMO_ROOT/demo_apply-rules.yaml``), both on the demo's KB; keys and webhook secret
+    by the names of the environment variables holding them."""
+    import yaml
+
+    rules = DEMO_ROOT / f"{APPLY_TENANT}-rules.yaml"
+    rules.write_text(APPLY_RULES)
+    # The simulators are on this machine: the budget that protects a real SDP's API key would only slow the
+    # demo's backfill down. A real deployment keeps the default (10/s) or sets its own per tenant.
+    sdp = {"api_key_env": "SDP_API_KEY", "webhook_secret_env": "SDP_WEBHOOK_SECRET", "request_budget_per_s": 500}
+    first = history_months(history)[0]
+    tenants = [
+        {"tenant_id": TENANT, "name": "Demo MSP's first customer (triage: suggest)", "history_start_date": first,
+         "inventory_dir": str(DEMO_ROOT / "inventory"), "sdp": {"base_url": sdp_url, **sdp},
+         "kb": {"base_url": kb_url}},
+        {"tenant_id": APPLY_TENANT, "name": "A second customer whose dispatcher lets the pipeline fill empty fields",
+         "history_start_date": first, "sdp": {"base_url": apply_sdp_url, **sdp}, "kb": {"base_url": kb_url},
+         # Fields the tenant's rules set, and learned suggestions as confident as the note's (0.6): its dispatcher
+         # would rather correct a wrong category than fill every empty one by hand.
+         "triage": {"mode": "apply", "apply_min_confidence": 0.6, "rules_file": str(rules)}},
+    ]
+    path = DEMO_ROOT / "tenants.yaml"
+    path.write_text(yaml.safe_dump({"tenants": tenants}, sort_keys=False))
+    return path
 
 
 def prepare_dagster_home(dagster_home: Path) -> None:
@@ -123,7 +184,11 @@ def prepare_dagster_home(dagster_home: Path) -> None:
     shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
 
 
-def start_stack(history: list[ArticleTicket]) -> tuple[Stack, dict[str, str]]:
+def start_stack(history: list[ArticleTicket], apply_history: list[ArticleTicket] | None = None
+                ) -> tuple[Stack, dict[str, str]]:
+    """Postgres, Redis and the simulators, and the environment of every process. ``apply_history``: also the
+    second tenant (``APPLY_TENANT``), an SDP of its own seeded with these resolved tickets, and the tenants file
+    declaring both (``write_tenants_file``); without it, one tenant from environment variables."""
     if DEMO_ROOT.exists():
         shutil.rmtree(DEMO_ROOT)
     DEMO_ROOT.mkdir(parents=True)
@@ -143,8 +208,15 @@ def start_stack(history: list[ArticleTicket]) -> tuple[Stack, dict[str, str]]:
     kb = serve_in_thread(kb_simulator.create_app(), name="kb-simulator")
     llm = serve_in_thread(llm_simulator.create_app(llm_simulator.LlmSimState(api_key=LLM_KEY)), name="llm-simulator")
     stack.servers += [sdp, kb, llm]
+    tenants_env = demo_tenant_env(history)
+    if apply_history is not None:
+        stack.apply_sdp_state = sdp_simulator.SdpState(api_key=SDP_KEY)
+        sdp_simulator.seed_resolved_tickets(stack.apply_sdp_state, apply_history)
+        apply_sdp = serve_in_thread(sdp_simulator.create_app(stack.apply_sdp_state), name="sdp-simulator-apply")
+        stack.servers.append(apply_sdp)
+        tenants_env = {"TENANTS_FILE": str(write_tenants_file(history, sdp.url, apply_sdp.url, kb.url))}
     env = {
-        **demo_tenant_env(history), "DATABASE_URL": postgres.url("enhancement"), "REDIS_URL": stack.redis.url(),
+        **tenants_env, "DATABASE_URL": postgres.url("enhancement"), "REDIS_URL": stack.redis.url(),
         "SDP_BASE_URL": sdp.url, "SDP_API_KEY": SDP_KEY, "KB_BASE_URL": kb.url,
         "LLM_BASE_URL": f"{llm.url}/v1", "LLM_API_KEY": LLM_KEY, "LLM_MODEL": "simulated/gpt-4o-mini",
         # The simulator is on this machine: the budget that protects a real SDP's API key would only slow the
@@ -277,7 +349,7 @@ def run_demo(ui: bool = False, n_new: int = 24, interval_s: float = 3.0, push: b
         _say(f"starting PostgreSQL, Redis and the SDP/KB/LLM simulators in {_shown(DEMO_ROOT)}")
         # Stopped halfway through this, Postgres and Redis are stopped at exit (atexit); the simulators are
         # threads of this process.
-        stack, env = start_stack(history)
+        stack, env = start_stack(history, apply_history=history[::3])
         try:
             os.environ.update(env)
             prepare_dagster_home(Path(env["DAGSTER_HOME"]))
@@ -307,28 +379,33 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
     applied = migrate(env["DATABASE_URL"])
     _say(f"migrated the app database: {', '.join(applied)}")
     instance = dg.DagsterInstance.get()  # creates Dagster's schema once, before the daemon starts
-    tenant, = get_tenants()
+    tenants = get_tenants()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     first, last = history_months(history)
-    backfill = dg.materialize([build_ticket_history(tenant), *build_history_checks(tenant)], resources=defs.resources,
-                              instance=instance, run_config=quiet,
+    backfill = dg.materialize([a for t in tenants for a in (build_ticket_history(t), *build_history_checks(t))],
+                              resources=defs.resources, instance=instance, run_config=quiet,
                               tags={"dagster/asset_partition_range_start": first,
                                     "dagster/asset_partition_range_end": last})
-    meta = backfill.asset_materializations_for_node(f"{TENANT}__ticket_history")[0].metadata
-    checks = ", ".join(f"{e.check_name} {'passed' if e.passed else 'FAILED'}"
-                       for e in backfill.get_asset_check_evaluations())
-    _say(f"{TENANT}/ticket_history backfill {first[:7]}..{last[:7]} (one run): {meta['imported'].value} resolved "
-         f"tickets imported in {meta['seconds'].value} s, {meta['failed'].value} failed; checks: {checks}")
-    # What the daily schedules keep fresh, materialized once now: the tenant's SDP taxonomy (triage suggests only
+    for t in tenants:
+        meta = backfill.asset_materializations_for_node(f"{t.tenant_id}__ticket_history")[0].metadata
+        checks = ", ".join(f"{e.check_name} {'passed' if e.passed else 'FAILED'}"
+                           for e in backfill.get_asset_check_evaluations()
+                           if e.asset_key == history_asset_key(t.tenant_id))
+        _say(f"{t.tenant_id}/ticket_history backfill {first[:7]}..{last[:7]} (one run for both tenants): "
+             f"{meta['imported'].value} resolved tickets imported in {meta['seconds'].value} s, {meta['failed'].value} "
+             f"failed; checks: {checks}")
+    # What the daily schedules keep fresh, materialized once now: each tenant's SDP taxonomy (triage suggests only
     # its labels) and its triage confidence curves (fitted on the history just imported).
-    triage = dg.materialize([build_sdp_taxonomy(tenant), build_triage_calibration(tenant)], resources=defs.resources,
-                            instance=instance, run_config=quiet)
-    taxonomy_meta = triage.asset_materializations_for_node(f"{TENANT}__sdp_taxonomy")[0].metadata
-    calibration_meta = triage.asset_materializations_for_node(f"{TENANT}__triage_calibration")[0].metadata
-    counts = {k: taxonomy_meta[k].value for k in ("categories", "priorities", "support_groups") if k in taxonomy_meta}
-    _say(f"{TENANT}/sdp_taxonomy read from SDP ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
-         f"{TENANT}/triage_calibration: {calibration_meta['tickets'].value} resolved tickets asked as new, curves "
-         f"for {calibration_meta['fields_fitted'].value} in {calibration_meta['seconds'].value} s")
+    triage = dg.materialize([a for t in tenants for a in (build_sdp_taxonomy(t), build_triage_calibration(t))],
+                            resources=defs.resources, instance=instance, run_config=quiet)
+    for t in tenants:
+        taxonomy_meta = triage.asset_materializations_for_node(f"{t.tenant_id}__sdp_taxonomy")[0].metadata
+        calibration_meta = triage.asset_materializations_for_node(f"{t.tenant_id}__triage_calibration")[0].metadata
+        counts = {k: taxonomy_meta[k].value for k in ("categories", "priorities", "support_groups")
+                  if k in taxonomy_meta}
+        _say(f"{t.tenant_id}/sdp_taxonomy read from SDP ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
+             f"{t.tenant_id}/triage_calibration: {calibration_meta['tickets'].value} resolved tickets asked as new, "
+             f"curves for {calibration_meta['fields_fitted'].value} in {calibration_meta['seconds'].value} s")
 
     bin_dir = Path(sys.executable).parent
     proc_env = {**os.environ, **env}
@@ -340,8 +417,10 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
     if push:
         receiver_url = start_receiver(stack, env, logs)
         # As an SDP administrator sets it up: a Custom Trigger on Created with a Webhook action (docs/deployment.md).
-        stack.sdp_state.webhooks.append(sdp_simulator.Webhook(
-            url=f"{receiver_url}/sdp/{TENANT}/requests", headers={"X-Webhook-Secret": env["SDP_WEBHOOK_SECRET"]}))
+        for t in tenants:
+            stack.sdp_of(t.tenant_id).webhooks.append(sdp_simulator.Webhook(
+                url=f"{receiver_url}/sdp/{t.tenant_id}/requests",
+                headers={"X-Webhook-Secret": env["SDP_WEBHOOK_SECRET"]}))
         _say(f"push receiver on {receiver_url}: SDP's webhook announces each new ticket (the sensor still polls)")
     ui_port = None
     if ui:
@@ -353,30 +432,49 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
         _say(f"Dagster UI: http://127.0.0.1:{ui_port}")
     inventory_key = inventory_asset_key(TENANT)
     _say(f"dagster-daemon started, and a warm run worker ({default_concurrency()} processes); waiting for the "
-         "inventory sensor's run and new_ticket_sensor's first tick")
-    _wait(lambda: _sensor_has_ticked(instance, f"{TENANT}__new_ticket_sensor"), 120, "the sensor's first tick")
+         "inventory sensor's run and the new-ticket sensors' first ticks")
+    for t in tenants:
+        _wait(lambda t=t: _sensor_has_ticked(instance, f"{t.tenant_id}__new_ticket_sensor"), 120,
+              f"{t.tenant_id}'s sensor's first tick")
     _wait(lambda: _materializations(instance, inventory_key), 120, "the inventory sensor's run")
     meta = _materializations(instance, inventory_key)[0].metadata
     _say(f"{TENANT}/system_inventory (launched by the inventory sensor): {meta['rows_loaded'].value} rows loaded, "
          f"{meta['rows_rejected'].value} rejected")
 
-    client = ServiceDeskClient(env["SDP_BASE_URL"], SDP_KEY)
-    created: dict[str, tuple[ArticleTicket, int]] = {}
-    _say(f"opening {len(new)} new tickets in ServiceDesk Plus, one every {interval_s:g} s "
-         f"({len(IP_TICKET_ARTICLES)} name inventory IPs)")
+    clients = {t.tenant_id: ServiceDeskClient(t.sdp.base_url, SDP_KEY) for t in tenants}
+    client = clients[TENANT]
+    created: dict[tuple[str, str], tuple[ArticleTicket, int]] = {}
+    applying = APPLY_TENANT in clients
+    preset: dict[str, str] = {}  # apply tenant's request id -> the priority it was opened with
+    _say(f"opening {len(new)} new tickets in {TENANT}'s ServiceDesk Plus, one every {interval_s:g} s "
+         f"({len(IP_TICKET_ARTICLES)} name inventory IPs)"
+         + (f"; {len(APPLY_TICKETS)} of them in {APPLY_TENANT}'s too (apply mode), one with a priority already set"
+            if applying else ""))
     extras = related_tickets(new)
+    apply_queue = [(i, new[i]) for i in APPLY_TICKETS if i < len(new)] if applying else []
     for t in [*new, *extras]:
         if t is extras[0]:
             _say(f"then {len(extras)} more: {extras[0].requester} writes again about an open ticket (a possible "
                  f"duplicate), and {len(extras) - 1} colleagues report the same outage (a possible major incident)")
         request = client.create_request({"subject": t.subject, "description": t.description_html,
                                          "requester": {"name": t.requester}, "status": {"name": "Open"}})
-        created[request["id"]] = (t, int(request["created_time"]["value"]))
+        created[(TENANT, request["id"])] = (t, int(request["created_time"]["value"]))
+        if apply_queue:
+            i, a = apply_queue.pop(0)
+            body = {"subject": a.subject, "description": a.description_html, "requester": {"name": a.requester},
+                    "status": {"name": "Open"}}
+            if i == APPLY_KEEPS_PRIORITY:  # the requester's form set it: the pipeline must keep it
+                body["priority"] = {"name": "Low"}
+            request = clients[APPLY_TENANT].create_request(body)
+            if "priority" in body:
+                preset[request["id"]] = body["priority"]["name"]
+            created[(APPLY_TENANT, request["id"])] = (a, int(request["created_time"]["value"]))
         time.sleep(interval_s)
 
-    def notes_for(rid: str) -> list[dict]:
-        with stack.sdp_state.lock:
-            return list(stack.sdp_state.notes.get(rid, []))
+    def notes_for(key: tuple[str, str]) -> list[dict]:
+        state = stack.sdp_of(key[0])
+        with state.lock:
+            return list(state.notes.get(key[1], []))
 
     def runs_done() -> bool:
         # One run per ticket (run keys); done when every ticket's run was launched and none is still going.
@@ -391,16 +489,51 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
         _wait(runs_done, TIMEOUT_S, "the enhance_ticket runs", interval_s=1.0)
     except TimeoutError as exc:
         _say(str(exc))
-    fresh = _keep_fresh(instance, client, created, env, history_asset_key(TENANT), inventory_key)
+    fresh = _keep_fresh(instance, client, [rid for tenant, rid in created if tenant == TENANT], env,
+                        history_asset_key(TENANT), inventory_key)
     pushed = True
     if push:
-        with stack.sdp_state.lock:
-            answers = Counter(str(outcome) for rid, outcome in stack.sdp_state.webhook_calls if rid in created)
+        answers: Counter = Counter()
+        for t in tenants:
+            state = stack.sdp_of(t.tenant_id)
+            with state.lock:
+                answers.update(str(outcome) for rid, outcome in state.webhook_calls if (t.tenant_id, rid) in created)
         # 202: the receiver launched the run; 200: the sensor had it first. Anything else is a broken push path.
         pushed = set(answers) <= {"200", "202"} and sum(answers.values()) == len(created)
         _say("SDP's webhook calls answered: " + ", ".join(f"{n} x {code}" for code, n in sorted(answers.items()))
              + ("" if pushed else f" (expected {len(created)} answered 202 or 200; see logs/receiver.log)"))
-    return _report(instance, created, notes_for, ui_port, started, fresh and pushed)
+    applied_ok = _report_apply(instance, stack, created, preset) if applying else True
+    return _report(instance, created, notes_for, ui_port, started, fresh and pushed and applied_ok)
+
+
+def _report_apply(instance, stack: Stack, created: dict, preset: dict[str, str]) -> bool:
+    """What apply mode wrote into the second tenant's SDP, ticket by ticket: the ``apply_triage`` step's metadata
+    and the request as SDP holds it now. True when at least one field was set and every request opened with a
+    priority (``preset``: id -> name) still has it."""
+    from dagster import RunsFilter
+
+    print(f"\n=== apply mode: what the pipeline set in {APPLY_TENANT}'s ServiceDesk Plus (empty fields only)\n")
+    set_total = tickets_set = 0
+    state = stack.sdp_of(APPLY_TENANT)
+    apply_rids = [rid for tenant, rid in created if tenant == APPLY_TENANT]
+    for rid in apply_rids:
+        t, _ = created[(APPLY_TENANT, rid)]
+        runs = instance.get_runs(RunsFilter(tags={"ticket_id": rid, "tenant": APPLY_TENANT}))
+        meta = _op_metadata(instance, runs[0].run_id).get("apply", {}) if runs else {}
+        with state.lock:
+            stored = dict(state.requests.get(rid) or {})
+        now = ", ".join(f"{f} {(stored.get(f) or {}).get('name')}" for f in ("category", "subcategory", "item",
+                                                                             "priority", "group") if stored.get(f))
+        set_total += int(meta.get("fields_set", 0))
+        tickets_set += bool(meta.get("fields_set"))
+        subject = (t.subject[:67] + "...") if len(t.subject) > 70 else t.subject
+        opened = f" (opened with priority {preset[rid]})" if rid in preset else ""
+        print(f"request {rid}: {subject}{opened}\n  set: {meta.get('writes', '-')}\n"
+              f"  not written: {meta.get('not_written', '-')}\n  in SDP now: {now or 'nothing'}")
+    kept = all((state.requests.get(rid) or {}).get("priority", {}).get("name") == name for rid, name in preset.items())
+    print(f"\napply mode: {set_total} fields set on {tickets_set}/{len(apply_rids)} tickets in {APPLY_TENANT}; "
+          f"a priority set before the run kept: {'yes' if kept else 'NO'}")
+    return set_total > 0 and kept
 
 
 STORM_REQUESTERS = ("Dana Whitfield", "Ravi Menon", "Lena Fischer", "Tomás Ortega")
@@ -418,13 +551,14 @@ def related_tickets(new: list[ArticleTicket]) -> list[ArticleTicket]:
     return [again, *storm]
 
 
-def _keep_fresh(instance, client: ServiceDeskClient, created: dict, env: dict[str, str], history_key,
+def _keep_fresh(instance, client: ServiceDeskClient, request_ids: list[str], env: dict[str, str], history_key,
                 inventory_key) -> bool:
-    """Step 5: a technician resolves tickets and the data team drops an inventory update; both sensors deliver."""
+    """Step 5: a technician resolves tickets (the first of ``request_ids``, in ``TENANT``'s SDP) and the data team
+    drops an inventory update; both sensors deliver."""
     import psycopg
 
     loads_before = len(_materializations(instance, inventory_key))
-    resolved_ids = list(created)[:RESOLVED_BY_TECHNICIAN]
+    resolved_ids = request_ids[:RESOLVED_BY_TECHNICIAN]
     for rid in resolved_ids:
         client.add_resolution(rid, "<p>Applied the fix from the enhancement note; confirmed with the requester.</p>")
         client.update_request(rid, {"status": {"name": "Resolved"}})
@@ -471,22 +605,22 @@ def _report(instance, created, notes_for, ui_port, started, delivered: bool) -> 
     rows, latencies, posted_total = [], [], 0
     enhanced = tagged = 0
     example_note = None
-    for rid, (t, created_ms) in created.items():
-        notes = notes_for(rid)
+    for (tenant, rid), (t, created_ms) in created.items():
+        notes = notes_for((tenant, rid))
         posted_total += len(notes)
-        runs = instance.get_runs(RunsFilter(tags={"ticket_id": rid}))
+        runs = instance.get_runs(RunsFilter(tags={"ticket_id": rid, "tenant": tenant}))
         meta = _op_metadata(instance, runs[0].run_id) if runs else {}
         seconds = (int(notes[0]["added_time"]["value"]) - created_ms) / 1000 if notes else None
         if len(notes) == 1:
             enhanced += 1
             latencies.append(seconds)
-            if example_note is None and t.article_id == IP_TICKET_ARTICLES[0]:
+            if example_note is None and t.article_id == IP_TICKET_ARTICLES[0] and tenant == TENANT:
                 example_note = (rid, t, notes[0])
         status = runs[0].status.value if runs else "no run"
         # What launched the ticket's first run: the push receiver, the new-ticket sensor or the sweep.
         via = runs[-1].tags.get(TRIGGER_TAG, "sensor" if runs[-1].tags.get("dagster/sensor_name") else "hand") \
             if runs else "-"
-        rows.append((rid, t, len(notes), meta, seconds, f"{status} ({via})"))
+        rows.append((rid if tenant == TENANT else f"{tenant}/{rid}", t, len(notes), meta, seconds, f"{status} ({via})"))
         tagged += bool(runs) and runs[0].tags.get(PROMPT_VERSION_TAG) == PROMPT_VERSION
     vias = Counter(row[5].rsplit("(", 1)[1].rstrip(")") for row in rows)
     failed = instance.get_runs_count(RunsFilter(job_name="enhance_ticket", statuses=[DagsterRunStatus.FAILURE]))
@@ -499,12 +633,12 @@ def _report(instance, created, notes_for, ui_port, started, delivered: bool) -> 
         print("\nits links (every one from the context: SDP request pages and article URLs):")
         for href, text in links:
             print(f"  {html.unescape(text)} -> {html.unescape(href)}")
-    print("\n" + f"{'request':>20}  {'subject':<40} {'similar':>7} {'KB':>3} {'systems':>7} {'mode':>16} "
+    print("\n" + f"{'request':>30}  {'subject':<40} {'similar':>7} {'KB':>3} {'systems':>7} {'mode':>16} "
           f"{'removed':>7} {'words':>5} {'notes':>5} {'seconds':>7}  run (launched by)")
     for rid, t, n_notes, meta, seconds, status in rows:
         subject = (t.subject[:37] + "...") if len(t.subject) > 40 else t.subject
         note_meta = meta.get("note", {})
-        print(f"{rid:>20}  {subject:<40} {meta.get('similar_tickets', '-'):>7} "
+        print(f"{rid:>30}  {subject:<40} {meta.get('similar_tickets', '-'):>7} "
               f"{meta.get('knowledge_articles', '-'):>3} {meta.get('inventory_lookup', '-'):>7} "
               f"{_how(note_meta):>16} "
               f"{note_meta.get('ungrounded_removed', '-'):>7} {note_meta.get('words', '-'):>5} {n_notes:>5} "
@@ -523,7 +657,7 @@ def _report(instance, created, notes_for, ui_port, started, delivered: bool) -> 
         print(f"Dagster UI with this demo's runs: http://127.0.0.1:{ui_port} (Ctrl-C to stop)")
     p50 = statistics.median(latencies) if latencies else float("nan")
     p95 = _percentile(latencies, 95)
-    texts = [html_to_text(n["description"]) for rid in created for n in notes_for(rid)]
+    texts = [html_to_text(n["description"]) for key in created for n in notes_for(key)]
     print(f"triage: a suggestion line on {sum('Suggested triage:' in x for x in texts)}/{len(texts)} notes, a "
           f"possible duplicate on {sum('Possible duplicate' in x for x in texts)}, a possible major incident on "
           f"{sum('Possible major incident' in x for x in texts)}")
@@ -548,8 +682,9 @@ def _percentile(values: list[float], pct: float) -> float:
 
 
 def _op_metadata(instance, run_id: str) -> dict:
-    """The ``count`` each context lookup reported in its output metadata, by lookup name, and what
-    ``synthesize_note`` reported about the note (mode, removed, tokens, cost) under ``note``."""
+    """The ``count`` each context lookup reported in its output metadata, by lookup name, what
+    ``synthesize_note`` reported about the note (mode, removed, tokens, cost) under ``note``, and what
+    ``apply_triage`` wrote into SDP under ``apply``."""
     from dagster import DagsterEventType
 
     counts: dict = {}
@@ -563,4 +698,7 @@ def _op_metadata(instance, run_id: str) -> dict:
                                                                "prompt_tokens", "completion_tokens",
                                                                "estimated_cost_usd", "words")
                               if k in metadata}
+        if event.step_key == "apply_triage":
+            counts["apply"] = {k: metadata[k].value for k in ("mode", "writes", "not_written", "fields_set")
+                               if k in metadata}
     return counts

@@ -40,7 +40,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from enhancement_pipeline.local.datasets import ArticleTicket
-from enhancement_pipeline.local.sdp_taxonomy import SINGULAR, STATUSES, TABLES, SimTaxonomy
+from enhancement_pipeline.local.sdp_taxonomy import SINGULAR, STATUSES, TABLES, TAXONOMY_FIELDS, SimTaxonomy, norm_name
 from enhancement_pipeline.servicedesk.payloads import datetime_to_millis, html_to_text
 
 _ID_BASE = 123_640_000_000_000_000  # cloud-style 18-digit ids
@@ -295,18 +295,32 @@ class SdpState:
         return stored
 
     def update_request(self, rid: str, changes: dict[str, Any]) -> dict[str, Any]:
-        """Apply a ``PUT /requests/{id}`` body: subject, description, status (by name); stamps times."""
+        """Apply a ``PUT /requests/{id}`` body: subject, description, status (by name) and the taxonomy fields
+        (``TAXONOMY_FIELDS``, docs/sdp-api-taxonomy.md section 5, point 5); stamps times.
+
+        Taxonomy fields are given as ``{"id"}``, ``{"name"}`` or both (the id wins) or null (cleared), resolved
+        against the tenant's tables and stored as the embedded object a GET shows. Validated before anything
+        changes, and refused as a whole (raises ``SimulatorError``): an unknown or deleted entry, a subcategory
+        not under the request's (new or current) category or an item not under its subcategory, a group name on
+        several sites none of which is the request's: 400 / 4001 on that field; not an object: 400 / 4021. A new
+        category clears subcategory and item unless given (400 / 4012 on ``subcategory`` with the taxonomy's
+        ``subcategory_mandatory``); a new subcategory clears item. ``priority_locked``: any priority is refused
+        with 403 / 4002 "Cannot give value for priority"; ``closed_is_readonly``: a Closed request refuses taxonomy
+        edits (4001). Codes for the cases SDP's documentation does not show are the research's best fit.
+        """
         with self.lock:
             self._list_cache.clear()
             request = self._get(rid)
+            resolved = self._resolve_taxonomy_changes(request, changes)
             millis = now_millis()
+            status = (changes.get("status") or {}).get("name") if isinstance(changes.get("status"), dict) else None
+            if status and status not in _STATUSES:
+                raise SimulatorError(400, 4001, f"status {status!r} does not exist", "status")
             for key in ("subject", "description"):
                 if key in changes:
                     request[key] = changes[key]
-            status = (changes.get("status") or {}).get("name") if isinstance(changes.get("status"), dict) else None
+            request.update(resolved)
             if status:
-                if status not in _STATUSES:
-                    raise SimulatorError(400, 4001, f"status {status!r} does not exist", "status")
                 request["status"] = self._status(status)
                 if status in ("Resolved", "Closed") and request["resolved_time"] is None:
                     request["resolved_time"] = sdp_datetime(millis)
@@ -314,6 +328,82 @@ class SdpState:
                     request["completed_time"] = sdp_datetime(millis)
             request["last_updated_time"] = sdp_datetime(millis)
             return request
+
+    def _resolve_taxonomy_changes(self, request: dict[str, Any], changes: dict[str, Any]
+                                  ) -> dict[str, dict[str, Any] | None]:
+        """The embedded objects ``changes`` set (see ``update_request``); raises ``SimulatorError`` for the first
+        field that does not validate, before the request is touched."""
+        tax = self.taxonomy
+        given = {f: changes[f] for f in TAXONOMY_FIELDS if f in changes}
+        if not given:
+            return {}
+        if tax.closed_is_readonly and (request.get("status") or {}).get("name") == "Closed":
+            field_name = next(iter(given))
+            raise SimulatorError(400, 4001, "a closed request cannot be edited", field_name)
+        out: dict[str, dict[str, Any] | None] = {}
+
+        def current(field_name: str) -> dict[str, Any] | None:
+            return out[field_name] if field_name in out else request.get(field_name)
+
+        for field_name in TAXONOMY_FIELDS:  # parents before children: category, subcategory, item, ...
+            if field_name not in given:
+                continue
+            value = given[field_name]
+            if value is None:
+                out[field_name] = None
+                continue
+            if not isinstance(value, dict) or not (value.get("id") or value.get("name")):
+                raise SimulatorError(400, 4021, f"{field_name} must be an object with an id or a name", field_name)
+            if field_name == "priority" and tax.priority_locked:
+                raise SimulatorError(403, 4002, "Cannot give value for priority", "priority")
+            table = TAXONOMY_FIELDS[field_name]
+            parent = None
+            if field_name == "subcategory":
+                category = current("category")
+                if not category:
+                    raise SimulatorError(400, 4001, "a subcategory needs a category", field_name)
+                parent = ("category", category["id"])
+            elif field_name == "item":
+                subcategory = current("subcategory")
+                if not subcategory:
+                    raise SimulatorError(400, 4001, "an item needs a subcategory", field_name)
+                parent = ("subcategory", subcategory["id"])
+            if value.get("id"):
+                row = tax.get(table, str(value["id"]))
+                if row is not None and parent and (row.get(parent[0]) or {}).get("id") != parent[1]:
+                    row = None
+            else:
+                row = self._find_by_name(table, str(value["name"]), parent, current("site"))
+            if row is None or row.get("deleted"):
+                raise SimulatorError(400, 4001, f"'{field_name}' value does not exist or not in use or user cannot "
+                                                "set the value", field_name)
+            out[field_name] = tax.embedded(table, row)
+            if field_name == "category" and (request.get("category") or {}).get("id") != row["id"]:
+                if "subcategory" not in given:
+                    if tax.subcategory_mandatory:
+                        raise SimulatorError(400, 4012, "Mandatory field missing: subcategory", "subcategory")
+                    out["subcategory"] = None
+                if "item" not in given:
+                    out["item"] = None
+            if field_name == "subcategory" and (request.get("subcategory") or {}).get("id") != row["id"] \
+                    and "item" not in given:
+                out["item"] = None
+        return out
+
+    def _find_by_name(self, table: str, name: str, parent: tuple[str, str] | None,
+                      site: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The live row of ``table`` called ``name`` (under ``parent``); a support group named on several sites
+        must be on the request's ``site`` (else None: SDP cannot tell which one is meant)."""
+        tax = self.taxonomy
+        if table != "support_groups":
+            return tax.find(table, name, parent=parent)
+        with tax.lock:
+            live = [r for r in tax.tables[table] if not r.get("deleted") and norm_name(r["name"]) == norm_name(name)]
+        if len(live) <= 1:
+            return live[0] if live else None
+        site_name = norm_name((site or {}).get("name") or "")
+        on_site = [r for r in live if norm_name((r.get("site") or {}).get("name") or "") == site_name]
+        return on_site[0] if site_name and len(on_site) == 1 else None
 
     def set_resolution(self, rid: str, content: str) -> dict[str, Any]:
         with self.lock:
@@ -812,7 +902,8 @@ def create_app(state: SdpState) -> Starlette:
                     state.edition = str(body["edition"])
                     state.taxonomy = SimTaxonomy.seeded(state.edition)
                 tax = state.taxonomy
-                for name in ("statuses_404", "technicians_401", "nested_subcategories"):
+                for name in ("statuses_404", "technicians_401", "nested_subcategories", "priority_locked",
+                             "subcategory_mandatory", "closed_is_readonly"):
                     if name in body:
                         setattr(tax, name, bool(body[name]))
                 if "refused_criteria" in body:

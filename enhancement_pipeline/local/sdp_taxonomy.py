@@ -25,7 +25,8 @@ priority ...6805, ...). Which rows a list shows, and how, is the simulator's lis
 Switches (attributes, also settable through ``POST /_sim/taxonomy``): ``statuses_404`` (cloud: ``/statuses``
 answers 404/4007), ``technicians_401`` (``/technicians`` answers 401), ``nested_subcategories`` (False:
 ``/categories/{id}/subcategories`` answers 404/4007, as on-prem builds that only have the flat form) and
-``refused_criteria`` (``"items:subcategory.id"``: a list refuses a criterion on that field with 400/4001).
+``refused_criteria`` (``"items:subcategory.id"``: a list refuses a criterion on that field with 400/4001), and for
+``PUT /requests/{id}``: ``priority_locked`` (403/4002), ``subcategory_mandatory`` (4012) and ``closed_is_readonly``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ SINGULAR = {"categories": "category", "subcategories": "subcategory", "items": "
             "urgencies": "urgency", "impacts": "impact", "levels": "level", "modes": "mode",
             "request_types": "request_type", "statuses": "status", "sites": "site",
             "support_groups": "support_group", "technicians": "technician"}
+TAXONOMY_FIELDS = {"category": "categories", "subcategory": "subcategories", "item": "items", "priority": "priorities",
+                   "urgency": "urgencies", "impact": "impacts", "level": "levels", "mode": "modes",
+                   "request_type": "request_types", "site": "sites", "group": "support_groups",
+                   "technician": "technicians"}
+"""The request fields ``PUT /requests/{id}`` resolves against a table, parents first (site before group: a group
+name is resolved on the request's site)."""
 
 _ONPREM_BASE = {"priorities": 1, "urgencies": 11, "impacts": 21, "levels": 31, "modes": 41, "request_types": 51,
                 "statuses": 61, "sites": 71, "support_groups": 81, "technicians": 101, "categories": 301,
@@ -118,6 +125,11 @@ def article_category_paths() -> tuple[tuple[str, ...], ...]:
     return tuple(sorted(paths))
 
 
+def norm_name(name: str) -> str:
+    """``name`` as SDP compares lookup names here: blanks collapsed, case ignored."""
+    return " ".join(str(name).split()).casefold()
+
+
 def _norm(name: str) -> str:
     return " ".join(str(name).split()).casefold()
 
@@ -136,6 +148,14 @@ class SimTaxonomy:
     technicians_401: bool = False
     nested_subcategories: bool = True
     refused_criteria: set[str] = field(default_factory=set)
+    priority_locked: bool = False
+    """``PUT /requests/{id}`` refuses any priority with 403 / 4002 "Cannot give value for priority" (seen on a cloud
+    tenant; the cause, a priority matrix, the template or the role, is not established)."""
+    subcategory_mandatory: bool = False
+    """A PUT that changes the category without a subcategory is refused with 400 / 4012 (a template that makes
+    subcategory mandatory)."""
+    closed_is_readonly: bool = False
+    """A Closed request refuses taxonomy edits (4001): the setting some SDPs have about editing closed requests."""
     lock: threading.RLock = field(default_factory=threading.RLock)
     _counters: dict[str, int] = field(default_factory=dict)
     _index: dict[str, dict[str, list[dict[str, Any]]]] | None = None
@@ -316,8 +336,11 @@ class SimTaxonomy:
         ``color``, a status its attributes, a group ``site`` and ``deleted`` (as SDP embeds them). None when the
         taxonomy has no such name (the caller falls back to a made-up id)."""
         row = self.find(table, name, parent=parent, site=site)
-        if row is None:
-            return None
+        return self.embedded(table, row) if row is not None else None
+
+    @staticmethod
+    def embedded(table: str, row: dict[str, Any]) -> dict[str, Any]:
+        """The object a request embeds for ``row`` of ``table`` (see ``embed``)."""
         out = {"id": row["id"], "name": row["name"]}
         if table == "priorities":
             out["color"] = row.get("color")
@@ -325,6 +348,8 @@ class SimTaxonomy:
             out.update({k: row.get(k) for k in ("internal_name", "in_progress", "stop_timer", "color")})
         elif table == "support_groups":
             out.update(site=row.get("site"), deleted=bool(row.get("deleted")))
+        elif table == "technicians":
+            out["email_id"] = row.get("email_id")
         return out
 
     def switches(self) -> dict[str, Any]:
@@ -332,4 +357,5 @@ class SimTaxonomy:
         with self.lock:
             return {"edition": self.edition, "statuses_404": self.statuses_404,
                     "technicians_401": self.technicians_401, "nested_subcategories": self.nested_subcategories,
-                    "refused_criteria": sorted(self.refused_criteria)}
+                    "refused_criteria": sorted(self.refused_criteria), "priority_locked": self.priority_locked,
+                    "subcategory_mandatory": self.subcategory_mandatory, "closed_is_readonly": self.closed_is_readonly}

@@ -1,4 +1,5 @@
-"""``suggest_triage``: the per-ticket run's triage step (Dagster wiring; the vote is ``triage.classify``)."""
+"""The per-ticket run's triage steps (Dagster wiring): ``suggest_triage`` (the vote is ``triage.classify``) and
+``apply_triage`` (a tenant's apply mode: ``triage.apply``)."""
 
 import time
 from collections.abc import Mapping
@@ -12,8 +13,11 @@ from enhancement_pipeline.enhancement.policy import NotePolicyResource
 from enhancement_pipeline.history.embeddings import load_encoder
 from enhancement_pipeline.history.search import MAX_QUERY_CHARS
 from enhancement_pipeline.models import SimilarTicketsContext, Ticket
+from enhancement_pipeline.servicedesk.client import SdpError, write_may_have_happened
+from enhancement_pipeline.servicedesk.payloads import parse_request, to_ticket
+from enhancement_pipeline.servicedesk.resource import ServiceDeskResource
 from enhancement_pipeline.storage.postgres import PostgresResource
-from enhancement_pipeline.triage import classify, duplicates, rules
+from enhancement_pipeline.triage import apply, classify, duplicates, rules
 from enhancement_pipeline.triage.calibration_store import load_calibration
 from enhancement_pipeline.triage.recent_store import compare_and_remember, has_recent_tickets
 from enhancement_pipeline.triage.suggestions import FieldSuggestion, TriageSuggestions
@@ -72,6 +76,7 @@ def suggest_triage(context: dg.OpExecutionContext, ticket: Ticket, similar: Simi
     if related_error:
         context.log.warning(f"duplicates not looked for: {related_error}")
     result = TriageSuggestions(fields=fields, min_confidence=threshold, taxonomy=source, error=error,
+                               mode=policy.triage_mode,
                                related=related, related_error=related_error, escalation=routing.escalation,
                                escalation_priority=routing.priority)
     metadata: dict = {"taxonomy": source, "min_confidence": threshold, "neighbours": len(similar.neighbours),
@@ -146,3 +151,105 @@ def route(context: dg.OpExecutionContext, ticket: Ticket, suggestions: dict[str,
         "rules_applied": "; ".join(f"{f}: {why}" for f, why in routed.applied.items()) or "none",
         "rules_skipped": "; ".join(routed.skipped) or "none",
         "escalation": f"{priority}: {' → '.join(escalation)}" if escalation else "none"})
+
+
+MAX_PUTS = len(apply.APPLY_FIELDS) + 1
+"""At most one PUT per field SDP may refuse one at a time, and the first."""
+
+
+@dg.op(description="Apply mode (the tenant's triage.mode: apply): write the confident suggestions into the request's "
+                   "empty category, subcategory, item, priority and group with one PUT /requests/{id}, never over a "
+                   "value already set; a field SDP refuses is dropped with SDP's reason and the rest sent again. Every "
+                   "write and every refusal is in the run's metadata. In suggest mode it writes nothing. Never fails "
+                   "the run: the note goes out either way.")
+def apply_triage(context: dg.OpExecutionContext, ticket: Ticket, triage: TriageSuggestions,
+                 sdp: ServiceDeskResource, postgres: PostgresResource, notes: NotePolicyResource) -> TriageSuggestions:
+    policy = notes.policy(ticket.tenant_id)
+    if policy.triage_mode != "apply":
+        context.add_output_metadata({"mode": policy.triage_mode, "writes": "none (suggest mode)"})
+        return triage
+    started = time.perf_counter()
+    outcome = write_suggestions(ticket, triage, sdp, postgres, policy.triage_apply_min_confidence,
+                                dry_run=policy.shadow_mode)
+    if policy.shadow_mode:
+        context.add_output_metadata({"mode": "apply, shadow", "writes": "none (shadow mode)",
+                                     "would_write": apply.describe(outcome.planned),
+                                     "not_written": "; ".join(f"{f}: {why}" for f, why in outcome.skipped.items())
+                                                    or "none", "error": outcome.error or ""})
+        return triage
+    for message in outcome.warnings:
+        context.log.warning(message)
+    if outcome.done:
+        context.log.info(f"set in SDP on ticket {ticket.ticket_id}: {apply.describe(outcome.done)}")
+    context.add_output_metadata({
+        "mode": "apply", "apply_min_confidence": policy.triage_apply_min_confidence,
+        "writes": apply.describe(outcome.done), "fields_set": len(outcome.done),
+        "not_written": "; ".join(f"{f}: {why}" for f, why in outcome.skipped.items()) or "none",
+        "puts": outcome.puts, "error": outcome.error or "",
+        "ticket_url": dg.MetadataValue.url(sdp.request_url(ticket.tenant_id, ticket.ticket_id)),
+        "ms": round((time.perf_counter() - started) * 1000, 1)})
+    written = {w.field for w in outcome.done}
+    return triage.model_copy(update={"fields": [f.model_copy(update={"applied": f.field in written})
+                                                for f in triage.fields]})
+
+
+@dataclass
+class WriteOutcome:
+    """What ``write_suggestions`` did: the writes SDP's answer shows (``done``), every other suggested field with
+    why it was not written (``skipped``), the PUTs sent, and ``error`` when the writes stopped on a failure that
+    names no field (SDP unreachable, the request deleted, the taxonomy unreadable)."""
+
+    done: list[apply.FieldWrite] = field(default_factory=list)
+    planned: list[apply.FieldWrite] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    puts: int = 0
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def write_suggestions(ticket: Ticket, triage: TriageSuggestions, sdp: ServiceDeskResource,
+                      postgres: PostgresResource, min_confidence: float, *, dry_run: bool = False) -> WriteOutcome:
+    """Read the request as SDP has it now, plan (``apply.plan_writes``), PUT, and on a refusal that names one of
+    the planned fields (4001, 4002, 4012, ...) drop that field (and those under it) and PUT the rest again.
+    Idempotent: a retried run reads the fields it set as set and writes nothing more. ``dry_run`` (the tenant's
+    shadow mode): plan only (``planned``), send nothing. Never raises."""
+    out = WriteOutcome()
+    try:
+        with postgres.connection() as conn:
+            taxonomy = load_taxonomy(conn, ticket.tenant_id)
+        with sdp.client(ticket.tenant_id) as client:
+            current = to_ticket(ticket.tenant_id, parse_request(client.get_request(ticket.ticket_id)))
+            plan = apply.plan_writes(current, triage, taxonomy, min_confidence)
+            out.planned = list(plan.writes)
+            if dry_run:
+                out.skipped.update(plan.skipped)
+                return out
+            while plan.writes and out.puts < MAX_PUTS:
+                out.puts += 1
+                try:
+                    answer = client.update_request(ticket.ticket_id, plan.body())
+                except SdpError as exc:
+                    refused = next((m.get("field") for m in exc.messages if m.get("field") in plan.fields), None)
+                    refused = refused or next((f for m in exc.messages for f in (m.get("fields") or [])
+                                               if f in plan.fields), None)
+                    if write_may_have_happened(exc):
+                        reason = f"outcome unknown (SDP may have stored it): {exc}"[:300]
+                    else:
+                        reason = f"SDP refused it: {exc}"[:300]
+                    if refused is None or write_may_have_happened(exc):
+                        out.skipped.update({w.field: reason for w in plan.writes})
+                        out.error = reason
+                        out.warnings.append(f"triage not written into SDP: {reason}")
+                        break
+                    out.warnings.append(f"SDP refused {refused} ({reason}); writing the other fields")
+                    plan = plan.without(refused, reason)
+                    continue
+                done, missing = apply.verify(plan, to_ticket(ticket.tenant_id, parse_request(answer)))
+                out.done, plan = done, apply.WritePlan(skipped={**plan.skipped, **missing})
+            out.skipped.update(plan.skipped)
+            out.skipped.update({w.field: f"not sent: SDP refused {MAX_PUTS} PUTs" for w in plan.writes
+                                if out.error is None})
+    except Exception as exc:  # apply is a convenience: whatever goes wrong, the note must go out
+        out.error = f"{type(exc).__name__}: {exc}"[:300]
+        out.warnings.append(f"triage not written into SDP: {out.error}")
+    return out

@@ -23,6 +23,8 @@ class FieldSuggestion(BaseModel):
     confidence: float = 0.0
     reason: str = ""
     source: str = "none"
+    applied: bool = False
+    """Written into the request by this run (the tenant's apply mode, ``triage.apply``)."""
 
     @classmethod
     def of(cls, s: Suggestion) -> FieldSuggestion:
@@ -45,6 +47,9 @@ class TriageSuggestions(BaseModel):
     """The escalation steps the tenant's rules give ``escalation_priority`` (``triage.rules.escalation_for``)."""
     escalation_priority: str | None = None
     """The priority ``escalation`` is for: the suggested one, else the one set on the ticket."""
+    mode: str = "suggest"
+    """The tenant's triage mode: ``suggest`` (the note only) or ``apply`` (confident suggestions also written into
+    empty fields of the request: ``triage.apply``)."""
 
     def get(self, field: str) -> FieldSuggestion | None:
         return next((f for f in self.fields if f.field == field), None)
@@ -52,7 +57,8 @@ class TriageSuggestions(BaseModel):
 
 def suggestion_line(triage: TriageSuggestions, escape=lambda text: text) -> str | None:
     """The note's first line: "**Suggested triage:** Category Hardware (91%: 4 of 5 similar resolved tickets) ›
-    Printer (80%) · Priority: no confident suggestion · Group Network (70%: 2 of 3 similar resolved tickets)".
+    Printer (80%) · Priority: no confident suggestion · Group Network (70%: 2 of 3 similar resolved tickets)"; in
+    apply mode a field the run wrote into the request says so ("...; set in SDP").
     Category, subcategory and item are one path; priority and group follow, then the escalation path of the
     priority ("Escalation (High): Tier 2 → call the on-call engineer"). ``escape`` escapes the tenant's
     names for Markdown. None when triage did not run (an error); "no confident suggestion" is said, not hidden."""
@@ -63,7 +69,8 @@ def suggestion_line(triage: TriageSuggestions, escape=lambda text: text) -> str 
     if path:
         top, *below = path
         parts.append(f"Category {escape(top.label)} ({_why(top, escape)})"
-                     + "".join(f" › {escape(f.label)} ({f.confidence:.0%})" for f in below))
+                     + "".join(f" › {escape(f.label)} ({f.confidence:.0%}{'; set in SDP' if f.applied else ''})"
+                               for f in below))
     else:
         parts.append("Category: no confident suggestion")
     for name in ("priority", "group"):
@@ -81,8 +88,10 @@ def suggestion_line(triage: TriageSuggestions, escape=lambda text: text) -> str 
 
 
 def _why(f: FieldSuggestion, escape) -> str:
-    """Why, in the label's parentheses: "91%: 4 of 5 similar resolved tickets"; a rule's reason alone."""
-    return escape(f.reason) if f.source == "rules" else f"{f.confidence:.0%}: {escape(f.reason)}"
+    """Why, in the label's parentheses: "91%: 4 of 5 similar resolved tickets"; a rule's reason alone; "; set in
+    SDP" when the run wrote it into the request."""
+    why = escape(f.reason) if f.source == "rules" else f"{f.confidence:.0%}: {escape(f.reason)}"
+    return f"{why}; set in SDP" if f.applied else why
 
 
 __all__ = ["LABEL_FIELDS", "FieldSuggestion", "TriageSuggestions", "suggestion_line"]

@@ -282,3 +282,25 @@ def test_the_calibration_asset_fits_the_tenants_curve_and_runs_use_it(world, sdp
     counted = vote(run.output_for_node("gather_context", "similar_tickets").neighbours, "category")
     assert counted.label is not None  # the run's neighbours voted; the tenant's curve made it a confidence
     assert category.confidence == round(curve(counted.share), 3)
+
+
+def test_apply_mode_writes_the_suggested_category_into_sdp_and_the_note_says_so(world, sdp_state, resources, tenant):
+    from enhancement_pipeline.enhancement.policy import TenantNotePolicy
+    from enhancement_pipeline.triage.assets import build_sdp_taxonomy
+
+    assert dg.materialize([build_sdp_taxonomy(tenant)], resources=resources).success
+    notes = replace_resource(resources["notes"], policies=[TenantNotePolicy(
+        tenant_id=TENANT, triage_mode="apply", triage_apply_min_confidence=0.5)])
+    ticket_id = open_ticket(sdp_state, world["history"][0])
+    result = run_job({**resources, "notes": notes}, ticket_id)
+    assert result.success
+    triage = _output(result, "apply_triage")
+    category = triage.get("category")
+    assert category.label and category.applied, category
+    assert sdp_state.requests[ticket_id]["category"]["name"] == category.label
+    meta = step_metadata(result, "apply_triage")
+    assert meta["mode"] == "apply" and meta["writes"].startswith(f"category {category.label} (id ")
+    note = _output(result, "synthesize_note")
+    assert note.markdown.startswith(f"**Suggested triage:** Category {category.label} (")
+    assert "; set in SDP)" in note.markdown.splitlines()[0]
+    assert len(sdp_state.notes[ticket_id]) == 1
