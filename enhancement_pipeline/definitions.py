@@ -2,10 +2,11 @@
 resources.
 
 Everything per tenant is built from the tenants file (``tenants.py``): ``<tenant>/ticket_history`` with its
-checks, ``<tenant>/system_inventory``, ``<tenant>/sdp_taxonomy`` with its check and daily schedule, and the
-tenant's sensors. Resources read the environment (``settings.py``); a value that may hold a secret (a database
-or Redis URL) is bound with ``EnvVar`` when its variable is set, so the UI shows the variable's name, not its
-value; API keys are read by name at call time.
+checks, ``<tenant>/system_inventory``, ``<tenant>/sdp_taxonomy`` with its check and daily schedule,
+``<tenant>/triage_calibration`` (daily), ``<tenant>/pipeline_metrics`` (hourly), and the tenant's sensors.
+Resources read the environment (``settings.py``); a value that may hold a secret (a database or Redis URL) is
+bound with ``EnvVar`` when its variable is set, so the UI shows the variable's name, not its value; API keys are
+read by name at call time.
 """
 
 import os
@@ -24,6 +25,7 @@ from enhancement_pipeline.history.sync import build_resolved_ticket_sensor, buil
 from enhancement_pipeline.inventory.assets import build_system_inventory
 from enhancement_pipeline.inventory.sensors import build_inventory_sensor
 from enhancement_pipeline.knowledge.client import KbEndpoint, KnowledgeBaseResource
+from enhancement_pipeline.metrics.assets import build_metrics_schedule, build_pipeline_metrics
 from enhancement_pipeline.servicedesk.resource import SdpEndpoint, ServiceDeskResource
 from enhancement_pipeline.settings import Settings, get_settings
 from enhancement_pipeline.storage.cache import RedisCacheResource
@@ -67,8 +69,9 @@ def build_definitions(settings: Settings, tenants: Sequence[Tenant] | None = Non
     for tenant in tenants:
         history = build_ticket_history(tenant)
         assets += [history, build_system_inventory(tenant), build_sdp_taxonomy(tenant),
-                   build_triage_calibration(tenant)]
-        schedules += [build_taxonomy_schedule(tenant), build_calibration_schedule(tenant)]
+                   build_triage_calibration(tenant), build_pipeline_metrics(tenant, settings.metrics_textfile_dir)]
+        schedules += [build_taxonomy_schedule(tenant), build_calibration_schedule(tenant),
+                      build_metrics_schedule(tenant)]
         checks += build_history_checks(tenant)
         sensors += [build_new_ticket_sensor(tenant, settings), build_resolved_ticket_sensor(tenant, sync_job, settings),
                     build_delivery_sweep(tenant, settings)]

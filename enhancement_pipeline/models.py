@@ -141,6 +141,8 @@ class Note(BaseModel):
     html: str
     redacted_markdown: str
     mode: Literal["llm", "deterministic"]
+    ticket_created_at: datetime | None = Field(default=None, description="When SDP says the ticket was created "
+                                               "(UTC): the start of the ticket's wait for its note.")
     model: str | None = None
     prompt_version: str
     fallback_reason: str | None = None

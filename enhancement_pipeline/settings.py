@@ -70,6 +70,8 @@ class Settings(BaseSettings):
                                                "suggestion needs to be written in apply mode.")
 
     history_start_date: str = Field("2024-01-01", description="First monthly partition of ticket_history.")
+    metrics_textfile_dir: Path | None = Field(None, description="Where <tenant>/pipeline_metrics writes its Prometheus "
+                                              "text file (node_exporter's textfile collector); unset: not written.")
     inventory_dir: Path | None = Field(
         None,
         description="Folder where the data team drops inventory files (*.csv, *.parquet) for system_inventory; "

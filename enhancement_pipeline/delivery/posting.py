@@ -151,8 +151,13 @@ def _wait_for_marked_note(client: ServiceDeskClient, ticket_id: str, deadline_s:
 
 def _record_posted(conn: psycopg.Connection, note: Note, note_id: str, run_id: str | None) -> None:
     conn.execute(
-        "INSERT INTO posted_notes (tenant_id, ticket_id, note_id, run_id, mode, state, detail)"
-        " VALUES (%s, %s, %s, %s, %s, 'posted', NULL)"
+        "INSERT INTO posted_notes (tenant_id, ticket_id, note_id, run_id, mode, state, detail, ticket_created_at,"
+        " model, fallback_reason, prompt_tokens, completion_tokens, cost_usd)"
+        " VALUES (%s, %s, %s, %s, %s, 'posted', NULL, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (tenant_id, ticket_id) DO UPDATE SET state = 'posted', note_id = excluded.note_id,"
-        " run_id = excluded.run_id, mode = excluded.mode, detail = NULL, posted_at = now()",
-        (note.tenant_id, note.ticket_id, note_id, run_id, note.mode))
+        " run_id = excluded.run_id, mode = excluded.mode, detail = NULL, posted_at = now(),"
+        " ticket_created_at = excluded.ticket_created_at, model = excluded.model,"
+        " fallback_reason = excluded.fallback_reason, prompt_tokens = excluded.prompt_tokens,"
+        " completion_tokens = excluded.completion_tokens, cost_usd = excluded.cost_usd",
+        (note.tenant_id, note.ticket_id, note_id, run_id, note.mode, note.ticket_created_at, note.model,
+         note.fallback_reason, note.prompt_tokens, note.completion_tokens, note.cost_usd))

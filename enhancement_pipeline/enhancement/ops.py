@@ -55,6 +55,11 @@ class TicketConfig(dg.Config):
 def load_ticket(context: dg.OpExecutionContext, config: TicketConfig, sdp: ServiceDeskResource,
                 notes: NotePolicyResource) -> Ticket:
     started = time.perf_counter()
+    tags = {"tenant": config.tenant_id, "ticket_id": config.ticket_id}
+    if any(context.run.tags.get(k) != v for k, v in tags.items()):
+        # A run launched by hand (the Launchpad, a script) carries what the sensors tag theirs with, so the
+        # runs page, the sensors' dedupe and <tenant>/pipeline_metrics find it too.
+        context.instance.add_run_tags(context.run_id, tags)
     with failing_for_good(context, config.tenant_id, config.ticket_id), sdp.client(config.tenant_id) as client:
         # A record we cannot read (PayloadError, naming its fields) fails the run with that reason, like a
         # request deleted since it was listed (SdpNotFound); payloads.py is lenient where the meaning is clear.

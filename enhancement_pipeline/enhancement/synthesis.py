@@ -157,7 +157,8 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
     prompt_tokens, completion_tokens, attempts = usage
     return Note(
         tenant_id=ticket.tenant_id, ticket_id=ticket.ticket_id, markdown=markdown, html=html,
-        redacted_markdown=redacted, mode=mode, model=completion.model if completion else None,
+        redacted_markdown=redacted, mode=mode, ticket_created_at=ticket.created_at,
+        model=completion.model if completion else None,
         prompt_version=PROMPT_VERSION, fallback_reason=reason if mode == "deterministic" else None,
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, llm_attempts=attempts,
         cost_usd=cost_usd(prompt_tokens, completion_tokens) if attempts else 0.0,

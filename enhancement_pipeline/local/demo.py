@@ -224,6 +224,7 @@ def start_stack(history: list[ArticleTicket], apply_history: list[ArticleTicket]
         "SDP_REQUEST_BUDGET_PER_S": "500", "RESOLVED_TICKET_SENSOR_INTERVAL_S": "5", "INVENTORY_SENSOR_INTERVAL_S": "5",
         **dagster_env(postgres, DEMO_ROOT / "dagster", stack.redis.url(1)),
         "SDP_WEBHOOK_SECRET": secrets.token_urlsafe(24),
+        "METRICS_TEXTFILE_DIR": str(DEMO_ROOT / "metrics"),
     }
     return stack, env
 
@@ -503,6 +504,21 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
         _say("SDP's webhook calls answered: " + ", ".join(f"{n} x {code}" for code, n in sorted(answers.items()))
              + ("" if pushed else f" (expected {len(created)} answered 202 or 200; see logs/receiver.log)"))
     applied_ok = _report_apply(instance, stack, created, preset) if applying else True
+    # What the hourly schedule keeps fresh, materialized once now: each tenant's operating figures.
+    from enhancement_pipeline.metrics.assets import build_pipeline_metrics
+
+    textfile_dir = Path(env["METRICS_TEXTFILE_DIR"])
+    metrics = dg.materialize([build_pipeline_metrics(t, textfile_dir) for t in tenants], resources=defs.resources,
+                             instance=instance, run_config=quiet)
+    for t in tenants:
+        m = {k: v.value for k, v in metrics.asset_materializations_for_node(f"{t.tenant_id}__pipeline_metrics")[0]
+             .metadata.items()}
+        _say(f"{t.tenant_id}/pipeline_metrics (last {m['window_hours']} h): {m['notes_posted']} notes posted "
+             f"({m['notes_deterministic']} deterministic), p50 {m.get('seconds_to_note_p50', float('nan')):.1f} s, "
+             f"p95 {m.get('seconds_to_note_p95', float('nan')):.1f} s from creation to note, "
+             f"{m['llm_prompt_tokens'] + m['llm_completion_tokens']:,} LLM tokens (${m['llm_cost_usd']:.4f}), "
+             f"{m['runs_failed']} failed and {m['runs_retried']} retried runs, {m['tickets_waiting']} tickets waiting; "
+             f"Prometheus: {_shown(Path(m['prometheus_textfile']))}")
     return _report(instance, created, notes_for, ui_port, started, fresh and pushed and applied_ok)
 
 
