@@ -15,7 +15,10 @@ Fixed split per data set, by the SHA-256 of the row number: 80 % history (train)
 with their labels, embedded with the default encoder (all-MiniLM-L6-v2 on ONNX Runtime; vectors cached in
 ``.cache/retrieval_quality/``, shared with ``retrieval_quality.py``), and each calibration or test ticket asks
 the production search (``history.search.find_similar_and_neighbours``, hybrid) for its neighbours, which vote
-(``triage.classify.vote``). The calibration split fits the share -> probability curve per field as the
+(``triage.classify.vote``); for category and priority the tenant classifier the calibration asset trains
+(``triage.text_model.TextModel``, on the history split) is blended in as the runs blend it
+(``classify.with_model``), and the vote alone is scored too. The calibration split fits the share -> probability
+curve per field as the
 ``<tenant>/triage_calibration`` asset fits a tenant's (``triage.calibration.fit_curve``: isotonic
 regression); the test split is scored with it: accuracy and macro-F1 of the winner (every ticket gets one:
 the classifier at full coverage), expected calibration error (ECE, 10 equal-width bins) of the
@@ -144,16 +147,33 @@ def neighbours_of(resource, tenant: str, ds: DataSet, indices: Sequence[int], en
     return out
 
 
-def votes(ds: DataSet, fld: str, near: list[list[tuple[int, float]]], k: int | None = None):
-    """``(label, share)`` per ticket from its neighbours' labels (``classify.vote``)."""
+def votes(ds: DataSet, fld: str, near: list[list[tuple[int, float]]], k: int | None = None,
+          scores: list[dict[str, float]] | None = None):
+    """``(label, share)`` per ticket from its neighbours' labels (``classify.vote``), blended with the tenant
+    classifier's ``scores`` per ticket when given (``classify.with_model``, as the runs do)."""
     from enhancement_pipeline.triage import classify
 
     result = []
-    for hits in near:
+    for i, hits in enumerate(near):
         ns = [classify.Neighbour(str(r), s, {fld: ds.labels[fld][r]}) for r, s in hits[:k or classify.NEIGHBOURS]]
         v = classify.vote(ns, fld)
-        result.append((v.label, v.share))
+        picked = classify.with_model(v, scores[i]) if scores is not None else None
+        result.append(picked if picked is not None else (v.label, v.share))
     return result
+
+
+def train_model(ds: DataSet, fld: str):
+    """The tenant classifier the calibration asset trains (``text_model.TextModel``), on the history split; None
+    for a field without one in production (``MODEL_FIELDS``: subcategory and impact are voted only)."""
+    from enhancement_pipeline.triage.text_model import MODEL_FIELDS, TextModel
+
+    if fld not in MODEL_FIELDS:
+        return None
+    history = ds.splits["history"]
+    t = time.perf_counter()
+    model = TextModel.fit(fld, [ds.texts[i] for i in history], [ds.labels[fld][i] for i in history])
+    say(f"{ds.name}/{fld}: classifier trained on {len(history):,} tickets in {time.perf_counter() - t:.0f} s")
+    return model
 
 
 def ece(confidences: Sequence[float], right: Sequence[bool]) -> float:
@@ -199,15 +219,19 @@ def _vote_settings(neighbours: int, temperature: float):
         classify.NEIGHBOURS, classify.TEMPERATURE = saved
 
 
-def project(ds: DataSet, fld: str, near_cal, near_test) -> dict:
+def project(ds: DataSet, fld: str, near_cal, near_test, model=None) -> dict:
+    """The production path: the vote, blended with the tenant's classifier where ``model``; its curve fitted on
+    the calibration split, scored on the test split."""
     from enhancement_pipeline.triage import classify
     from enhancement_pipeline.triage.calibration import fit_curve
 
+    cal_scores = model.scores([ds.texts[i] for i in ds.splits["calibration"]]) if model else None
+    test_scores = model.scores([ds.texts[i] for i in ds.splits["test"]]) if model else None
     cal_truth = [ds.labels[fld][i] for i in ds.splits["calibration"]]
-    cal = votes(ds, fld, near_cal)
+    cal = votes(ds, fld, near_cal, scores=cal_scores)
     curve = fit_curve([s for _, s in cal], [lab == y for (lab, _), y in zip(cal, cal_truth, strict=True)])
     truth = [ds.labels[fld][i] for i in ds.splits["test"]]
-    test = votes(ds, fld, near_test)
+    test = votes(ds, fld, near_test, scores=test_scores)
     predicted = [lab for lab, _ in test]
     confidence = [curve(s) if lab is not None else 0.0 for lab, s in test]
     right = [p == y for p, y in zip(predicted, truth, strict=True)]
@@ -273,9 +297,11 @@ def main() -> None:
             near_cal = neighbours_of(resource, tenant, ds, ds.splits["calibration"], encoder, 20)
             near_test = neighbours_of(resource, tenant, ds, ds.splits["test"], encoder, 20)
             for fld in ds.labels:
-                ours = project(ds, fld, near_cal, near_test)
+                model = train_model(ds, fld)
+                vote_only = project(ds, fld, near_cal, near_test) if model is not None else None
+                ours = project(ds, fld, near_cal, near_test, model)
                 base = baseline(ds, fld)
-                results[(ds.name, fld)] = {"project": ours, "baseline": base}
+                results[(ds.name, fld)] = {"project": ours, "baseline": base, "vote": vote_only or ours}
                 say(f"{ds.name}/{fld}: project macro-F1 {ours['macro_f1']:.3f} (neighbours, temperature sweep on "
                     "calibration: " + ", ".join(f"{k}/{t:g}: {f:.3f}" for (k, t), f in ours["sweep"].items())
                     + f"), baseline {base['macro_f1']:.3f} ({base['s']:.0f} s)")
@@ -284,16 +310,16 @@ def main() -> None:
         remove_postgres(postgres)
 
     print()
-    print("| data / label | classes | project acc | project macro-F1 | baseline acc | baseline macro-F1 | "
-          "project ECE | project ECE, shipped curve | baseline ECE | coverage at "
+    print("| data / label | classes | project acc | project macro-F1 | vote alone macro-F1 | baseline acc | "
+          "baseline macro-F1 | project ECE | project ECE, shipped curve | baseline ECE | coverage at "
           f"{classify.MIN_CONFIDENCE:.2f} | accuracy shown |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (name, fld), r in results.items():
         ds = next(d for d in sets if d.name == name)
-        p, b = r["project"], r["baseline"]
+        p, b, v = r["project"], r["baseline"], r["vote"]
         print(f"| {name} / {fld} | {len(set(ds.labels[fld]))} | {p['accuracy']:.3f} | {p['macro_f1']:.3f} | "
-              f"{b['accuracy']:.3f} | {b['macro_f1']:.3f} | {p['ece']:.3f} | {p['ece_shipped']:.3f} | {b['ece']:.3f} | "
-              f"{p['coverage']:.1%} | {p['accuracy_shown']:.3f} |")
+              f"{v['macro_f1']:.3f} | {b['accuracy']:.3f} | {b['macro_f1']:.3f} | {p['ece']:.3f} | "
+              f"{p['ece_shipped']:.3f} | {b['ece']:.3f} | {p['coverage']:.1%} | {p['accuracy_shown']:.3f} |")
     print(f"\npublished (karolzak, NB/SVM, original data, another split): category average F1 {PUBLISHED_CATEGORY_F1}")
     for (name, fld), r in results.items():
         print(f"calibration {name}/{fld}: Calibration({r['project']['curve'].knots!r})")

@@ -73,13 +73,17 @@ def fit_field(field: str, shares: Sequence[float], right: Sequence[bool]) -> Fie
     return FieldFit(field, fit_curve(shares, right), len(shares), sum(right) / len(right), round(heldout, 4))
 
 
-def outcomes(neighbours: Sequence, labels: dict[str, str | None]) -> dict[str, tuple[float, bool]]:
-    """For one resolved ticket asked as new: per field it has a label for, the vote's share and whether the
-    winner is that label, voted as ``classify.suggest`` votes (a subcategory among the neighbours of the category
-    the vote chose, an item under the chosen subcategory; a child whose parent vote chose nothing is left out):
-    ``suggest`` itself, with every winner taken (identity curve, no threshold)."""
+def outcomes(neighbours: Sequence, labels: dict[str, str | None],
+             model_scores: dict[str, dict[str, float]] | None = None) -> dict[str, tuple[float, bool]]:
+    """For one resolved ticket asked as new: per field it has a label for, the share of the winner and whether
+    it is that label, as ``classify.suggest`` decides (a subcategory among the neighbours of the category chosen,
+    an item under the chosen subcategory; a child whose parent chose nothing is left out; with ``model_scores``,
+    the blend of the tenant's classifier and the vote): ``suggest`` itself, with every winner taken (identity
+    curve, no threshold)."""
     from enhancement_pipeline.triage.classify import IDENTITY, LABEL_FIELDS, suggest
 
-    every = suggest(neighbours, calibration={f: IDENTITY for f in LABEL_FIELDS}, min_confidence=0.0)
-    return {f: (s.vote.share, s.label == labels[f]) for f, s in every.items()
+    every = suggest(neighbours, calibration={f: IDENTITY for f in LABEL_FIELDS}, min_confidence=0.0,
+                    model_scores=model_scores)
+    # The identity curve makes the confidence the share (rounded to 3 places, as the runs see it).
+    return {f: (s.confidence, s.label == labels[f]) for f, s in every.items()
             if s.label is not None and labels.get(f)}

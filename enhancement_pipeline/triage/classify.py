@@ -31,7 +31,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 LabelField = Literal["category", "subcategory", "item", "priority", "group"]
@@ -102,13 +102,16 @@ at 0.99: no vote is certain. What a tenant's field uses until ``<tenant>/triage_
 class Vote:
     """The outcome of one field's vote: ``label`` the winner (None: no neighbour had a label the taxonomy
     allows), ``share`` its weight over all weight plus the prior (0..1), ``support`` how many of ``voters``
-    (neighbours with an allowed label) chose it, and ``among`` how many neighbours were asked."""
+    (neighbours with an allowed label) chose it, and ``among`` how many neighbours were asked. ``shares`` and
+    ``counts``: every voted label's share and number of voters (for blending with a trained model)."""
 
     label: str | None
     share: float
     support: int
     voters: int
     among: int
+    shares: Mapping[str, float] = field(default_factory=dict)
+    counts: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -152,8 +155,9 @@ def vote(neighbours: Sequence[Neighbour], field: str, *, allowed: Callable[[str]
     if not totals:
         return Vote(None, 0.0, 0, 0, len(asked))
     winner = max(totals, key=lambda label: (totals[label], -first_seen[label]))
-    share = totals[winner] / (sum(totals.values()) + PRIOR_WEIGHT)
-    return Vote(winner, share, counts[winner], sum(counts.values()), len(asked))
+    denominator = sum(totals.values()) + PRIOR_WEIGHT
+    return Vote(winner, totals[winner] / denominator, counts[winner], sum(counts.values()), len(asked),
+                shares={label: t / denominator for label, t in totals.items()}, counts=dict(counts))
 
 
 def explain(field: str, v: Vote) -> str:
@@ -165,35 +169,66 @@ def explain(field: str, v: Vote) -> str:
 
 def suggest(neighbours: Sequence[Neighbour], *, allowed: Callable[[str, str, Mapping[str, str]], bool] | None = None,
             calibration: Mapping[str, Calibration] | None = None, min_confidence: float = MIN_CONFIDENCE,
-            fields: Collection[str] = LABEL_FIELDS) -> dict[str, Suggestion]:
+            fields: Collection[str] = LABEL_FIELDS,
+            model_scores: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, Suggestion]:
     """A suggestion per field of ``fields`` (in ``LABEL_FIELDS`` order) from ``neighbours`` (best first).
 
     ``allowed(field, label, parents)`` is the taxonomy's test (None: every label), ``parents`` the labels already
     chosen above ``field`` (``{"category": "Hardware"}`` for a subcategory); ``calibration`` maps a field to its
-    curve (missing: ``DEFAULT_CALIBRATION``). A subcategory is suggested only under a suggested category, an
-    item only under a suggested subcategory (a child of an unsure parent is not offered). Pure."""
+    curve (missing: ``DEFAULT_CALIBRATION``). ``model_scores``: for a field with the tenant's trained model
+    (``triage.text_model``), its probability per label; the field's share is then the blend of model and vote
+    (``text_model.blend``), and its curve must be one fitted on blended shares. A subcategory is suggested only
+    under a suggested category, an item only under a suggested subcategory (a child of an unsure parent is not
+    offered). Pure."""
     out: dict[str, Suggestion] = {}
     chosen: dict[str, str] = {}
-    for field in LABEL_FIELDS:
-        if field not in fields:
+    for name in LABEL_FIELDS:
+        if name not in fields:
             continue
-        parent = PARENT.get(field)
+        parent = PARENT.get(name)
         if parent is not None and parent not in chosen:
-            out[field] = Suggestion(field, None, 0.0, f"no confident {parent}", "none")
+            out[name] = Suggestion(name, None, 0.0, f"no confident {parent}", "none")
             continue
-        within = {p: chosen[p] for p in _ancestors(field) if p in chosen}
-        test = None if allowed is None else (lambda label, f=field, w=dict(within): allowed(f, label, w))
-        v = vote(neighbours, field, allowed=test, within=within or None)
-        curve = (calibration or {}).get(field, DEFAULT_CALIBRATION)
-        confidence = round(curve(v.share), 3) if v.label is not None else 0.0
-        if v.label is not None and confidence >= min_confidence:
-            chosen[field] = v.label
-            out[field] = Suggestion(field, v.label, confidence, explain(field, v), "history", v)
+        within = {p: chosen[p] for p in _ancestors(name) if p in chosen}
+        test = None if allowed is None else (lambda label, f=name, w=dict(within): allowed(f, label, w))
+        v = vote(neighbours, name, allowed=test, within=within or None)
+        label, share, why = v.label, v.share, explain(name, v)
+        scores = (model_scores or {}).get(name)
+        if scores:
+            picked = with_model(v, {k: p for k, p in scores.items() if test is None or test(k)})
+            if picked is not None:
+                label, share = picked
+                why = _explain_blend(name, v, label)
+        curve = (calibration or {}).get(name, DEFAULT_CALIBRATION)
+        confidence = round(curve(share), 3) if label is not None else 0.0
+        if label is not None and confidence >= min_confidence:
+            chosen[name] = label
+            out[name] = Suggestion(name, label, confidence, why, "history", v)
         else:
-            why = explain(field, v) if v.label is None else (
-                f"no confident suggestion ({v.label} at {confidence:.0%}: {explain(field, v)})")
-            out[field] = Suggestion(field, None, confidence, why, "none", v)
+            why = why if label is None else f"no confident suggestion ({label} at {confidence:.0%}: {why})"
+            out[name] = Suggestion(name, None, confidence, why, "none", v)
     return out
+
+
+def with_model(v: Vote, scores: Mapping[str, float]) -> tuple[str, float] | None:
+    """The winner and its share when the tenant's classifier's ``scores`` (probability per allowed label) are
+    blended with the vote ``v`` (``text_model.blend``); ties go to the label the vote preferred. None when
+    neither names a label."""
+    from enhancement_pipeline.triage.text_model import blend
+
+    blended = blend(v.shares, scores)
+    if not blended:
+        return None
+    label = max(blended, key=lambda k: (blended[k], v.shares.get(k, 0.0)))
+    return label, blended[label]
+
+
+def _explain_blend(field: str, v: Vote, label: str) -> str:
+    """Why, when the tenant's classifier voted too: "the classifier and 4 of 5 similar resolved tickets"."""
+    support = v.counts.get(label, 0)
+    if not v.voters:
+        return f"the tenant's classifier ({explain(field, v)})"
+    return f"the classifier and {support} of {v.voters} similar resolved tickets"
 
 
 def _ancestors(field: str) -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 from enhancement_pipeline.enhancement.policy import NotePolicyResource
-from enhancement_pipeline.history.embeddings import load_encoder
+from enhancement_pipeline.history.embeddings import embedding_text, load_encoder
 from enhancement_pipeline.history.search import MAX_QUERY_CHARS
 from enhancement_pipeline.models import SimilarTicketsContext, Ticket
 from enhancement_pipeline.servicedesk.client import SdpError, write_may_have_happened
@@ -18,7 +18,7 @@ from enhancement_pipeline.servicedesk.payloads import parse_request, to_ticket
 from enhancement_pipeline.servicedesk.resource import ServiceDeskResource
 from enhancement_pipeline.storage.postgres import PostgresResource
 from enhancement_pipeline.triage import apply, classify, duplicates, rules
-from enhancement_pipeline.triage.calibration_store import load_calibration
+from enhancement_pipeline.triage.calibration_store import load_calibration, load_models
 from enhancement_pipeline.triage.recent_store import compare_and_remember, has_recent_tickets
 from enhancement_pipeline.triage.suggestions import FieldSuggestion, TriageSuggestions
 from enhancement_pipeline.triage.taxonomy import Taxonomy
@@ -56,18 +56,26 @@ def suggest_triage(context: dg.OpExecutionContext, ticket: Ticket, similar: Simi
     threshold = policy.triage_min_confidence
     taxonomy, source, error = None, "none (sdp_taxonomy not materialized: every history label allowed)", None
     curves: dict = {}
+    models: dict = {}
+    model_errors: dict[str, str] = {}
     try:
         with postgres.connection() as conn:
             taxonomy = load_taxonomy(conn, ticket.tenant_id)
             curves = load_calibration(conn, ticket.tenant_id)
+            models, model_errors = load_models(conn, ticket.tenant_id)
+        # A curve fitted on blended shares is wrong for the vote alone: without its model, the shipped curve.
+        curves = {f: c for f, c in curves.items() if f not in model_errors}
         if taxonomy is not None:
             source = f"sdp_taxonomy of {taxonomy.fetched_at:%Y-%m-%d %H:%M} UTC"
     except Exception as exc:  # triage is advice: a lost taxonomy read must not cost the note
         error = f"taxonomy unavailable: {type(exc).__name__}: {exc}"[:300]
         context.log.warning(f"{error}; suggesting nothing")
     if error is None:
+        text = embedding_text(ticket.subject, ticket.description)
+        model_scores = {f: m.scores([text])[0] for f, m in models.items()} if text else {}
         suggestions = classify.suggest(similar.neighbours, allowed=allowed_by(taxonomy), min_confidence=threshold,
-                                       calibration={f: curve for f, (curve, _) in curves.items()})
+                                       calibration={f: curve for f, (curve, _) in curves.items()},
+                                       model_scores=model_scores)
         suggestions, routing = route(context, ticket, suggestions, taxonomy, policy.triage_rules_file)
         fields = [FieldSuggestion.of(s) for s in suggestions.values()]
     else:
@@ -82,6 +90,8 @@ def suggest_triage(context: dg.OpExecutionContext, ticket: Ticket, similar: Simi
     metadata: dict = {"taxonomy": source, "min_confidence": threshold, "neighbours": len(similar.neighbours),
                       "calibration": ", ".join(f"{f} (tenant's, {n} tickets)" for f, (_, n) in curves.items())
                                      + ("; " if curves else "") + "shipped curve for the other fields",
+                      "classifiers": ", ".join(f"{f} ({m.samples:,} tickets)" for f, m in models.items()) or "none",
+                      "classifier_errors": "; ".join(f"{f}: {e}" for f, e in model_errors.items()) or "none",
                       "error": error or "", "ms": round((time.perf_counter() - started) * 1000, 1)}
     for f in fields:
         metadata[f.field] = f"{f.label} ({f.confidence:.0%})" if f.label else f"none: {f.reason}"
