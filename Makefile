@@ -9,7 +9,8 @@ EXTRAS ?= dev
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install demo test ui migrate clean bench-quality bench-latency bench-notes bench-floors bench-fidelity bench-echo faults latency bench-triage bench-duplicates
+.PHONY: install demo test ui migrate clean bench-quality bench-latency bench-notes bench-floors bench-fidelity bench-echo faults latency bench-triage bench-duplicates \
+	bench-vagueness
 
 install: $(STAMP)
 
@@ -52,6 +53,10 @@ bench-triage: $(STAMP)
 # Precision and recall of the duplicate floors on two phrasings of one problem against near misses.
 bench-duplicates: $(STAMP)
 	$(BIN)/python benchmarks/duplicate_quality.py
+
+# Precision and recall of the vague-ticket test on hand-labelled real tickets (needs ../shared/data).
+bench-vagueness: $(STAMP)
+	$(BIN)/python benchmarks/vagueness_quality.py
 
 bench-notes: $(STAMP)
 	$(BIN)/python benchmarks/note_checks.py

@@ -157,6 +157,10 @@ class Note(BaseModel):
     answer_path: str | None = Field(default=None, description="How the model answered: json_schema, json_object "
                                     "or markdown (``enhancement.llm``); None for a deterministic note.")
     llm_steps: list[str] = Field(default_factory=list, description="What each rung of the LLM ladder did.")
+    vague_reason: str | None = Field(default=None, description="Why the ticket is too vague to act on "
+                                     "(``clarification.vagueness``); None when it is not.")
+    questions: list[str] = Field(default_factory=list, description="What the note asks the technician to ask the "
+                                 "requester of a vague ticket.")
     shadow: bool = False
 
     @property

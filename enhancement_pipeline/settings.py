@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     notes_shadow_mode: bool = Field(False, description="Write notes into run metadata only; post nothing.")
     notes_keep_ip_addresses: bool = Field(True, description="Send IP addresses to the LLM (false: placeholders).")
     notes_keep_hostnames: bool = Field(True, description="Send hostnames to the LLM (false: placeholders).")
+    notes_ask_requester: bool = Field(False, description="Post a vague ticket's questions to its requester too.")
     phone_region: str = Field("US", description="Region of national phone formats to redact; '' for '+' only.")
     triage_rules_file: Path | None = Field(None, description="The tenant's routing and escalation rules (YAML, "
                                                              "triage/rules.py); unset: no rules.")

@@ -22,6 +22,7 @@
           keep_ip_addresses: true               # false: IPs go to the model as placeholders too
           keep_hostnames: true
           phone_region: US                      # national phone formats to redact (ISO 3166); null: "+" only
+          ask_requester: false                  # true: post a vague ticket's questions to its requester too
         triage:
           min_confidence: 0.6                   # below it a field gets no suggestion (calibrated probability)
           mode: suggest                         # or apply: also write confident suggestions into empty fields
@@ -97,6 +98,9 @@ class NotesSettings(BaseModel):
     keep_ip_addresses: bool = True
     keep_hostnames: bool = True
     phone_region: str | None = Field("US", pattern=r"^[A-Z]{2}$")
+    ask_requester: bool = False
+    """Also post a vague ticket's questions to its requester (a requester-visible note, at most once per ticket;
+    never for a VIP requester or a ticket a technician already works: ``clarification/``)."""
 
 
 class TriageSettings(BaseModel):
@@ -185,7 +189,8 @@ def tenant_from_settings(settings: Settings) -> Tenant:
         kb=KbSettings(base_url=settings.kb_base_url),
         notes=NotesSettings(shadow_mode=settings.notes_shadow_mode, daily_token_budget=settings.llm_daily_token_budget,
                             keep_ip_addresses=settings.notes_keep_ip_addresses,
-                            keep_hostnames=settings.notes_keep_hostnames, phone_region=settings.phone_region or None),
+                            keep_hostnames=settings.notes_keep_hostnames, phone_region=settings.phone_region or None,
+                            ask_requester=settings.notes_ask_requester),
         triage=TriageSettings(rules_file=settings.triage_rules_file, mode=settings.triage_mode,
                               apply_min_confidence=settings.triage_apply_min_confidence),
     )

@@ -167,7 +167,7 @@ def db(database_url: str, redis_server: EmbeddedRedis, sdp_state: sdp_simulator.
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("TRUNCATE ticket_history, system_inventory, posted_notes, ticket_launches, ticket_lexeme_stats,"
                      " ticket_corpus_stats, ticket_embeddings, sdp_taxonomy, recent_tickets, triage_calibration,"
-                     " triage_models CASCADE")
+                     " triage_models, requester_questions CASCADE")
         with sdp_state.lock:
             sdp_state.requests.clear()
             sdp_state.notes.clear()

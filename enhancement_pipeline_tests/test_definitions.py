@@ -29,7 +29,7 @@ def test_definitions_load():
     repo = defs.get_repository_def()
     repo.load_all_definitions()
     job = defs.resolve_job_def("enhance_ticket")
-    assert set(job.graph.node_names()) == {"load_ticket", "gather_context", "suggest_triage", "apply_triage",
+    assert set(job.graph.node_names()) == {"load_ticket", "gather_context", "suggest_triage", "apply_triage", "ask_requester",
                                            "synthesize_note", "post_note"}
     assert [o.name for o in job.graph.node_named("gather_context").definition.output_defs] == [
         "similar_tickets", "knowledge_articles", "inventory_lookup"]
@@ -47,7 +47,7 @@ def test_each_tenant_of_the_file_gets_its_assets_checks_and_sensors(tmp_path):
     graph = defs.resolve_asset_graph()
     assert graph.get_all_asset_keys() == {dg.AssetKey([t, a]) for t in ("contoso", "fabrikam")
                                           for a in ("ticket_history", "system_inventory", "sdp_taxonomy",
-                                                    "triage_calibration")}
+                                                    "triage_calibration", "pipeline_metrics")}
     history = defs.resolve_assets_def(dg.AssetKey(["contoso", "ticket_history"]))
     assert isinstance(history.partitions_def, dg.MonthlyPartitionsDefinition)
     assert history.partitions_def.get_first_partition_key() == "2023-07-01"
@@ -68,10 +68,14 @@ def test_each_tenant_of_the_file_gets_its_assets_checks_and_sensors(tmp_path):
     assert sensors["fabrikam__resolved_ticket_sensor"].job_name == "sync_resolved_tickets"
     assert sensors["fabrikam__resolved_ticket_sensor"].minimum_interval_seconds == 45  # the settings given
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
-    # The taxonomy and the triage calibration are refreshed daily, per tenant, from the start.
+    # The taxonomy and the triage calibration are refreshed daily, the operating metrics hourly, per tenant, from
+    # the start.
     schedules = {s.name: s for s in defs.schedules}
     assert set(schedules) == {f"{t}__{s}_schedule" for t in ("contoso", "fabrikam")
-                              for s in ("taxonomy", "triage_calibration")}
+                              for s in ("taxonomy", "triage_calibration", "pipeline_metrics")}
+    assert schedules["fabrikam__pipeline_metrics_schedule"].cron_schedule == "5 * * * *"
+    assert defs.resolve_job_def(schedules["fabrikam__pipeline_metrics_schedule"].job_name
+                                ).asset_layer.selected_asset_keys == {dg.AssetKey(["fabrikam", "pipeline_metrics"])}
     assert defs.resolve_job_def(schedules["contoso__triage_calibration_schedule"].job_name
                                 ).asset_layer.selected_asset_keys == {dg.AssetKey(["contoso", "triage_calibration"])}
     assert schedules["contoso__taxonomy_schedule"].cron_schedule == "30 2 * * *"

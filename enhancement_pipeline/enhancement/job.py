@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from enhancement_pipeline.clarification.ops import ask_requester
 from enhancement_pipeline.delivery.failures import MAX_RUNTIME_S, RUN_MAX_RETRIES
 from enhancement_pipeline.enhancement.ops import gather_context, load_ticket, post_note, synthesize_note
 from enhancement_pipeline.enhancement.prompts import PROMPT_VERSION
@@ -18,9 +19,12 @@ version that wrote the note, so runs can be filtered by it in the UI."""
         tags={PROMPT_VERSION_TAG: PROMPT_VERSION, "dagster/max_retries": str(RUN_MAX_RETRIES),
               "dagster/max_runtime": str(MAX_RUNTIME_S)},
         description="Load a new ticket, gather similar tickets, KB articles and inventory, suggest its triage (and, in "
-                    "a tenant's apply mode, write it into the request's empty fields), write and post a note.")
+                    "a tenant's apply mode, write it into the request's empty fields), write and post a note, and "
+                    "ask the requester of a vague ticket what is missing (where the tenant asks).")
 def enhance_ticket() -> None:
     ticket = load_ticket()
     similar, knowledge, inventory = gather_context(ticket)
     triage = apply_triage(ticket, suggest_triage(ticket, similar))
-    post_note(synthesize_note(ticket, similar, knowledge, inventory, triage))
+    note = synthesize_note(ticket, similar, knowledge, inventory, triage)
+    post_note(note)
+    ask_requester(ticket, note)

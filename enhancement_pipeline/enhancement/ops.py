@@ -233,6 +233,7 @@ def synthesize_note(context: dg.OpExecutionContext, ticket: Ticket, similar: Sim
         "tokens_used_today": used_today if used_today is not None else "unknown (Redis unavailable)",
         "daily_token_budget": budget.budget if budget.budget is not None else "none",
         "ungrounded_removed": note.removed_total, "removed_by_reason": _counts(note.removed),
+        "vague": note.vague_reason or "no", "questions": len(note.questions),
         "reshaped": _counts(note.reshaped), "redacted_values": _counts(note.redactions),
         "ms": round((time.perf_counter() - started) * 1000, 1),
         "note": dg.MetadataValue.md(note.redacted_markdown),

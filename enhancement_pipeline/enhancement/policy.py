@@ -33,6 +33,7 @@ class TenantNotePolicy(dg.Config):
     keep_ip_addresses: bool = True
     keep_hostnames: bool = True
     phone_region: str | None = "US"
+    ask_requester: bool = False
     triage_min_confidence: float = 0.6
     triage_storm_min_tickets: int = 5
     triage_rules_file: str | None = None

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import openai
 
+from enhancement_pipeline.clarification.questions import clarification_block, questions_for
+from enhancement_pipeline.clarification.vagueness import assess
 from enhancement_pipeline.enhancement.answer import answer_model, strict_schema
 from enhancement_pipeline.enhancement.answer_checks import Seen, markdown_unit_check
 from enhancement_pipeline.enhancement.answer_render import removal_line, render_answer
@@ -100,12 +102,16 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
     seen = Seen.of(texts, [s.hostname for s in data.inventory.items if s.hostname], spans)
     triage_line = "\n\n".join(x for x in ([suggestion_line(triage, escape_markdown)]
                                          + duplicate_lines(triage.related) if triage else []) if x) or None
-    details = "\n\n".join(x for x in (triage_line, _details(ticket, redactor, privacy)) if x) or None
+    assessment = assess(ticket.subject, ticket.description)
+    questions = questions_for(assessment)
+    clarification = clarification_block(assessment, questions)
+    details = "\n\n".join(x for x in (triage_line, clarification, _details(ticket, redactor, privacy)) if x) or None
     removed: Counter = Counter()
     arranged = Arranged(markdown="")
     if len(thin) == 3:
         thin_body = redactor.redact(escape_markdown(thin_note(similar, knowledge, inventory)))
-        body, reason = (f"{triage_line}\n\n{thin_body}" if triage_line else thin_body), "nothing in the context"
+        head = "\n\n".join(x for x in (triage_line, clarification) if x)
+        body, reason = (f"{head}\n\n{thin_body}" if head else thin_body), "nothing in the context"
     else:
         if complete is None:
             reason = no_model_reason
@@ -165,6 +171,7 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
         word_count=word_count(redactor.restore(body)) + word_count(closing), removed=dict(removed),
         reshaped=dict(arranged.changes), redactions=redactor.counts, shadow=shadow,
         answer_path=completion.rung if completion else None, llm_steps=steps,
+        vague_reason=assessment.reason if assessment.vague else None, questions=questions,
     )
 
 

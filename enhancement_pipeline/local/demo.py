@@ -168,11 +168,13 @@ def write_tenants_file(history: list[ArticleTicket], sdp_url: str, apply_sdp_url
         {"tenant_id": TENANT, "name": "Demo MSP's first customer (triage: suggest)", "history_start_date": first,
          "inventory_dir": str(DEMO_ROOT / "inventory"), "sdp": {"base_url": sdp_url, **sdp},
          "kb": {"base_url": kb_url}},
-        {"tenant_id": APPLY_TENANT, "name": "A second customer whose dispatcher lets the pipeline fill empty fields",
+        {"tenant_id": APPLY_TENANT, "name": "A second customer: empty fields filled, vague tickets' requesters asked",
          "history_start_date": first, "sdp": {"base_url": apply_sdp_url, **sdp}, "kb": {"base_url": kb_url},
          # Fields the tenant's rules set, and learned suggestions as confident as the note's (0.6): its dispatcher
          # would rather correct a wrong category than fill every empty one by hand.
-         "triage": {"mode": "apply", "apply_min_confidence": 0.6, "rules_file": str(rules)}},
+         "triage": {"mode": "apply", "apply_min_confidence": 0.6, "rules_file": str(rules)},
+         # Its requesters are asked what is missing from a vague ticket (a requester-visible note, at most once).
+         "notes": {"ask_requester": True}},
     ]
     path = DEMO_ROOT / "tenants.yaml"
     path.write_text(yaml.safe_dump({"tenants": tenants}, sort_keys=False))
@@ -452,11 +454,13 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
          + (f"; {len(APPLY_TICKETS)} of them in {APPLY_TENANT}'s too (apply mode), one with a priority already set"
             if applying else ""))
     extras = related_tickets(new)
-    apply_queue = [(i, new[i]) for i in APPLY_TICKETS if i < len(new)] if applying else []
+    # The vague ticket goes to the second tenant's SDP too, whose requesters get the questions (notes.ask_requester).
+    apply_queue = [*((i, new[i]) for i in APPLY_TICKETS if i < len(new)), (None, extras[-1])] if applying else []
     for t in [*new, *extras]:
         if t is extras[0]:
             _say(f"then {len(extras)} more: {extras[0].requester} writes again about an open ticket (a possible "
-                 f"duplicate), and {len(extras) - 1} colleagues report the same outage (a possible major incident)")
+                 f"duplicate), {len(extras) - 2} colleagues report the same outage (a possible major incident), and "
+                 f"{extras[-1].requester} writes only \"{extras[-1].subject}\" (too vague to act on)")
         request = client.create_request({"subject": t.subject, "description": t.description_html,
                                          "requester": {"name": t.requester}, "status": {"name": "Open"}})
         created[(TENANT, request["id"])] = (t, int(request["created_time"]["value"]))
@@ -473,9 +477,10 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
         time.sleep(interval_s)
 
     def notes_for(key: tuple[str, str]) -> list[dict]:
+        """The ticket's private notes (the enhancement notes; the questions for a requester are visible to them)."""
         state = stack.sdp_of(key[0])
         with state.lock:
-            return list(state.notes.get(key[1], []))
+            return [n for n in state.notes.get(key[1], []) if not n["show_to_requester"]]
 
     def runs_done() -> bool:
         # One run per ticket (run keys); done when every ticket's run was launched and none is still going.
@@ -523,9 +528,10 @@ def _run(stack: Stack, env: dict[str, str], history, new, ui: bool, started: flo
 
 
 def _report_apply(instance, stack: Stack, created: dict, preset: dict[str, str]) -> bool:
-    """What apply mode wrote into the second tenant's SDP, ticket by ticket: the ``apply_triage`` step's metadata
-    and the request as SDP holds it now. True when at least one field was set and every request opened with a
-    priority (``preset``: id -> name) still has it."""
+    """What apply mode wrote into the second tenant's SDP, ticket by ticket (the ``apply_triage`` step's metadata
+    and the request as SDP holds it now), and the questions its vague ticket's requester was sent. True when at
+    least one field was set, every request opened with a priority (``preset``: id -> name) still has it, and
+    exactly one ticket's requester was asked."""
     from dagster import RunsFilter
 
     print(f"\n=== apply mode: what the pipeline set in {APPLY_TENANT}'s ServiceDesk Plus (empty fields only)\n")
@@ -547,9 +553,15 @@ def _report_apply(instance, stack: Stack, created: dict, preset: dict[str, str])
         print(f"request {rid}: {subject}{opened}\n  set: {meta.get('writes', '-')}\n"
               f"  not written: {meta.get('not_written', '-')}\n  in SDP now: {now or 'nothing'}")
     kept = all((state.requests.get(rid) or {}).get("priority", {}).get("name") == name for rid, name in preset.items())
+    with state.lock:
+        asked = {rid: n for rid in apply_rids for n in state.notes.get(rid, []) if n["show_to_requester"]}
     print(f"\napply mode: {set_total} fields set on {tickets_set}/{len(apply_rids)} tickets in {APPLY_TENANT}; "
           f"a priority set before the run kept: {'yes' if kept else 'NO'}")
-    return set_total > 0 and kept
+    for rid, n in asked.items():
+        print(f"\n=== asked the requester of request {rid} ({created[(APPLY_TENANT, rid)][0].subject}), visible to "
+              f"them:\n\n{html_to_text(n['description'])}")
+    print(f"\nquestions posted to the requester on {len(asked)} ticket(s) in {APPLY_TENANT} (notes.ask_requester)")
+    return set_total > 0 and kept and len(asked) == 1
 
 
 STORM_REQUESTERS = ("Dana Whitfield", "Ravi Menon", "Lena Fischer", "Tomás Ortega")
@@ -559,12 +571,20 @@ def related_tickets(new: list[ArticleTicket]) -> list[ArticleTicket]:
     """Tickets that repeat the demo's new ones, as people write them when something is down: the requester
     of the second new ticket asks again (a possible duplicate), and four colleagues report the third one's
     problem within minutes (with it, five alike open tickets: a possible major incident at the default
-    ``storm_min_tickets``)."""
+    ``storm_min_tickets``); then someone writes only that Outlook is not working (too vague to act on)."""
     repeat, outage = new[1], new[2]
     again = dataclasses.replace(repeat, subject=f"Still not working: {repeat.subject}")
     storm = [dataclasses.replace(outage, requester=name, subject=f"{outage.subject} (here too)")
              for name in STORM_REQUESTERS]
-    return [again, *storm]
+    return [again, *storm, vague_ticket(new[0])]
+
+
+def vague_ticket(like: ArticleTicket) -> ArticleTicket:
+    """A ticket as many arrive at a service desk: an application's name and "please help" (a possible clarification:
+    the note asks the requester what happens)."""
+    return dataclasses.replace(like, article_id="vague", subject="Outlook not working", requester="Sam Okafor",
+                               description_html="<p>It does not work since this morning. Please help!</p>"
+                                                "<p>Sent from my iPhone</p>", category=None)
 
 
 def _keep_fresh(instance, client: ServiceDeskClient, request_ids: list[str], env: dict[str, str], history_key,
@@ -676,7 +696,8 @@ def _report(instance, created, notes_for, ui_port, started, delivered: bool) -> 
     texts = [html_to_text(n["description"]) for key in created for n in notes_for(key)]
     print(f"triage: a suggestion line on {sum('Suggested triage:' in x for x in texts)}/{len(texts)} notes, a "
           f"possible duplicate on {sum('Possible duplicate' in x for x in texts)}, a possible major incident on "
-          f"{sum('Possible major incident' in x for x in texts)}")
+          f"{sum('Possible major incident' in x for x in texts)}; questions for the requester on "
+          f"{sum('Too vague to act on yet' in x for x in texts)} (too vague to act on)")
     print(f"demo took {time.monotonic() - started:.0f} s; logs in {_shown(DEMO_ROOT / 'logs')}")
     print(f"enhanced {enhanced}/{len(created)} tickets, notes posted {posted_total}, p50 {p50:.1f} s, p95 {p95:.1f} s")
     ok = enhanced == len(created) and posted_total == len(created) and delivered

@@ -19,11 +19,13 @@ Only labels the tenant's taxonomy knows are suggested (``allowed``): a category 
 was resolved loses its votes, never reaches the note. Item and subcategory follow their parent: a
 subcategory is voted only among neighbours whose category is the suggested one.
 
-Why a vote rather than a trained model: it needs no training step per tenant, follows every change of the
-history at once (a newly resolved ticket votes in the next run), explains itself in the technician's terms
-("it resolved 4 of the 5 most similar tickets"), and costs nothing beyond the search the note already does.
-``benchmarks/triage_quality.py`` measures what that costs in accuracy against a TF-IDF + logistic
-regression baseline trained on the same tickets.
+Why a vote, and a trained model beside it: the vote needs no training step, follows every change of the history
+at once (a newly resolved ticket votes in the next run), explains itself in the technician's terms ("it
+resolved 4 of the 5 most similar tickets"), and costs nothing beyond the search the note already does; but alone
+it is less accurate than a model trained on the same tickets. Where the tenant has one (``triage.text_model``,
+trained daily by ``<tenant>/triage_calibration``), category, priority and group blend the two (``with_model``):
+``benchmarks/triage_quality.py`` measures the blend, the vote alone and a TF-IDF + logistic regression baseline
+in one run.
 """
 
 from __future__ import annotations
