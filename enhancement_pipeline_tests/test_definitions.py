@@ -29,8 +29,8 @@ def test_definitions_load():
     repo = defs.get_repository_def()
     repo.load_all_definitions()
     job = defs.resolve_job_def("enhance_ticket")
-    assert set(job.graph.node_names()) == {"load_ticket", "gather_context", "suggest_triage", "apply_triage", "ask_requester",
-                                           "synthesize_note", "post_note"}
+    assert set(job.graph.node_names()) == {"load_ticket", "gather_context", "suggest_triage", "apply_triage",
+                                           "synthesize_note", "post_note", "ask_requester"}
     assert [o.name for o in job.graph.node_named("gather_context").definition.output_defs] == [
         "similar_tickets", "knowledge_articles", "inventory_lookup"]
     assert job.executor_def.name == "in_process"

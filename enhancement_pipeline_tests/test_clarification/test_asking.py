@@ -71,8 +71,9 @@ def _vip_rules(tmp: Path) -> Path:
 
 
 def test_a_specific_ticket_asks_nothing(db, sdp_state, resources):
-    ticket = sdp_state.add_request(subject="VPN drops every 10 minutes",
-                                   description="<p>Since yesterday's update the VPN disconnects with error 809.</p>")["id"]
+    ticket = sdp_state.add_request(
+        subject="VPN drops every 10 minutes",
+        description="<p>Since yesterday's update the VPN disconnects with error 809.</p>")["id"]
     meta = step_metadata(run_enhance(asking(resources), TENANT, ticket), "ask_requester")
     assert (meta["asked"], meta["reason"]) == ("no", "not vague")
 
