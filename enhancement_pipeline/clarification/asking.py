@@ -56,9 +56,11 @@ def ask_once(connect: Callable[[], AbstractContextManager[psycopg.Connection]], 
             "(%s, %s, 'sending', %s, %s) ON CONFLICT (tenant_id, ticket_id) DO NOTHING RETURNING ticket_id",
             (*ids, run_id, len(questions))).fetchone()
         if claimed is None:
-            state, note_id = conn.execute("SELECT state, note_id FROM requester_questions WHERE tenant_id = %s AND "
-                                          "ticket_id = %s", ids).fetchone()
-            return Asked("already", note_id, f"asked before ({state})")
+            row = conn.execute("SELECT state, note_id FROM requester_questions WHERE tenant_id = %s AND "
+                               "ticket_id = %s", ids).fetchone()
+            if row is None:  # another run's refused POST gave the claim back just now: it may ask again later
+                return Asked("already", None, "another run was asking at the same moment")
+            return Asked("already", row[1], f"asked before ({row[0]})")
     try:
         created = client.add_note(ticket_id, requester_message(subject, questions), show_to_requester=True)
     except SdpError as exc:

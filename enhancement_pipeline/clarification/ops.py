@@ -35,9 +35,11 @@ def why_not_ask(ticket: Ticket, note: Note, ask: bool, rules_file: str | None) -
     return None
 
 
-@dg.op(description="A tenant with notes.ask_requester: post a vague ticket's questions to its requester as a "
-                   "requester-visible note, at most once per ticket, never for a VIP requester or a ticket a "
-                   "technician already works. Never fails the run.")
+@dg.op(description="A tenant with notes.ask_requester: once the technicians' note is posted, post a vague ticket's "
+                   "questions to its requester as a requester-visible note, at most once per ticket, never for a VIP "
+                   "requester or a ticket a technician already works. Never fails the run.",
+       ins={"posted": dg.In(dg.Nothing, description="post_note is done: the requester is asked only after the "
+                                                    "technicians have the note.")})
 def ask_requester(context: dg.OpExecutionContext, ticket: Ticket, note: Note, sdp: ServiceDeskResource,
                   postgres: PostgresResource, notes: NotePolicyResource) -> None:
     started = time.perf_counter()

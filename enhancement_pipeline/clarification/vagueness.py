@@ -44,8 +44,9 @@ all not no yes ok okay soon possible note noted informed know let us advise your
 _PLACEHOLDER = re.compile(r"\bph_[a-z]+\b")
 _EVIDENCE = re.compile(r"(?i)\b(?:attach(?:ed|ment|ments)?|screen\s?shots?|print\s?screens?|snapshots?|"
                        r"(?:logs?|traces?|stack\s?traces?)\s+(?:attached|below|file|here)|as\s+shown|see\s+below|"
-                       r"below|following|sample|example|steps?)\b")
-_QUOTED = re.compile(r"[\"“‘'][^\"”’']{6,}[\"”’']|(?i:\b(?:message|error|says|saying|reads)\s*[:=])")
+                       r"(?:the|as)\s+below|below\s*[:\-]|sample)\b")
+# Quoted text: double quotes or typographic single quotes; a plain apostrophe is a contraction ("it's", "I'm").
+_QUOTED = re.compile(r"[\"“][^\"”]{6,}[\"”]|‘[^’]{6,}’|(?i:\b(?:message|error|says|saying|reads)\s*[:=])")
 _SYMPTOM = re.compile(
     r"(?i)\b(?:error\w*|exception\w*|fail\w*|crash\w*|freez\w*|hang\w*|stuck|slow\w*|timeout|timed?\s*out|"
     r"denied|locked|reject\w*|bounce\w*|disconnect\w*|drop\w*|missing|empty|blank|wrong|incorrect|invalid|"
@@ -76,8 +77,8 @@ _SCOPE = re.compile(r"(?i)\b(?:users?|customers?|colleagues?|everyone|everybody|
 _TIME = re.compile(r"(?i)\b(?:since|yesterday|today|tonight|this\s+(?:morning|afternoon|week)|last\s+\w+|ago|"
                    r"after\s+(?:the\s+)?(?:update|upgrade|restart|reboot|change|migration|install\w*)|"
                    r"every\s+(?:time|day|morning)|sometimes|intermittent\w*|always|monday|tuesday|wednesday|thursday|"
-                   r"friday|saturday|sunday|january|february|march|april|may|june|july|august|september|october|"
-                   r"november|december|\d{1,2}[:.]\d{2}\s*(?:am|pm)?|\d{1,2}\s*(?:am|pm))\b")
+                   r"friday|saturday|sunday|january|february|march|april|june|july|august|september|october|"
+                   r"november|december|\d{1,2}:\d{2}(?:\s*(?:am|pm))?|\d{1,2}\s*(?:am|pm))\b")
 
 
 @dataclass(frozen=True)

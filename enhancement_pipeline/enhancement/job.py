@@ -26,5 +26,4 @@ def enhance_ticket() -> None:
     similar, knowledge, inventory = gather_context(ticket)
     triage = apply_triage(ticket, suggest_triage(ticket, similar))
     note = synthesize_note(ticket, similar, knowledge, inventory, triage)
-    post_note(note)
-    ask_requester(ticket, note)
+    ask_requester(ticket, note, posted=post_note(note))

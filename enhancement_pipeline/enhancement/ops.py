@@ -247,7 +247,8 @@ def _counts(counts: dict[str, int]) -> str:
 
 @dg.op(description="Post the note on the ticket as a private note, at most once per ticket (nothing in shadow mode); "
                    "transient SDP failures, and a POST whose outcome SDP left unknown, are retried with backoff.",
-       retry_policy=SDP_RETRY_POLICY)
+       retry_policy=SDP_RETRY_POLICY, out=dg.Out(dg.Nothing, description="Done: the steps that must follow the "
+                                                                          "note (asking the requester) wait for it."))
 def post_note(context: dg.OpExecutionContext, note: Note, sdp: ServiceDeskResource,
               postgres: PostgresResource) -> None:
     if note.shadow:

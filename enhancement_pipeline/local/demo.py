@@ -10,8 +10,9 @@
 3. Start ``dagster-daemon`` (and ``dagster-webserver`` with ``--ui``). The inventory sensor materializes
    ``demo_msp/system_inventory`` from the folder; wait for it and for ``new_ticket_sensor``'s first tick.
 4. Open 24 new tickets from held-out real articles (6 name inventory IPs), then 5 that repeat them (a possible
-   duplicate, a possible major incident), and 6 of them in ``demo_apply``'s SDP (one with a priority already
-   set, which must be kept); print what apply mode wrote into SDP; wait for the sensor-launched
+   duplicate, a possible major incident) and a vague one, and 6 of them and the vague one in ``demo_apply``'s
+   SDP (one with a priority already set, which must be kept; the vague one's requester is asked what is
+   missing); print what apply mode wrote into SDP and the questions sent; wait for the sensor-launched
    ``enhance_ticket`` runs, print one whole note with its links, a
    table (with what the output checks removed from each note), and the summary lines.
 5. Keep both tables fresh through their sensors: a technician resolves 4 of the tickets in SDP and the data

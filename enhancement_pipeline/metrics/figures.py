@@ -53,7 +53,8 @@ class OperatingFigures(BaseModel):
     ticket creation time is known (None when there is none); ``llm_*`` tokens and estimated cost. Runs:
     ``runs`` created in the window by status (``runs_by_status``), ``runs_failed``, ``runs_failed_for_good``
     (failed with a reason no retry fixes), ``runs_retried`` (launched by run retries); ``tickets_waiting``:
-    tickets claimed in the window with no note posted, no run failed for good and so still owed a note.
+    tickets claimed in the window with no note posted, no successful run (shadow mode posts no note) and no run
+    failed for good: still owed a note.
     """
 
     tenant_id: str
@@ -109,6 +110,8 @@ def summarize(tenant_id: str, measured_at: datetime, window_h: int, notes: Itera
     deterministic = [n for n in notes if n.mode == "deterministic"]
     statuses = Counter(r.status for r in runs)
     for_good = {r.ticket_id for r in runs if r.status == "FAILURE" and r.tags.get(failure_tag)}
+    # A run that succeeded owes nothing more, whether its note is in the ledger or not (shadow mode posts none).
+    done = {r.ticket_id for r in runs if r.status == "SUCCESS"}
     posted = {n.ticket_id for n in notes}
     hour_ago = measured_at.timestamp() - 3600
     return OperatingFigures(
@@ -123,5 +126,5 @@ def summarize(tenant_id: str, measured_at: datetime, window_h: int, notes: Itera
         runs=len(runs), runs_by_status=dict(sorted(statuses.items())), runs_failed=statuses.get("FAILURE", 0),
         runs_failed_for_good=sum(r.status == "FAILURE" and bool(r.tags.get(failure_tag)) for r in runs),
         runs_retried=sum(RETRY_TAG in r.tags for r in runs),
-        tickets_waiting=len(set(claimed) - posted - for_good),
+        tickets_waiting=len(set(claimed) - posted - done - for_good),
     )

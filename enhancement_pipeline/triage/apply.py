@@ -38,6 +38,7 @@ from enhancement_pipeline.triage.taxonomy import AmbiguousGroupError, Taxonomy
 
 APPLY_FIELDS = ("category", "subcategory", "item", "priority", "group")
 CHILDREN = {"category": ("subcategory", "item"), "subcategory": ("item",)}
+PARENT = {"subcategory": "category", "item": "subcategory"}
 APPLY_MIN_CONFIDENCE = 0.8
 """Default of a tenant's ``triage.apply_min_confidence``: the calibrated probability a suggestion needs before the
 pipeline writes it into SDP."""
@@ -113,6 +114,15 @@ def plan_writes(current: Ticket, triage: TriageSuggestions, taxonomy: Taxonomy |
         if s.confidence < min_confidence:
             plan.skipped[name] = f"confidence {s.confidence:.0%} below the tenant's {min_confidence:.0%} for writing"
             continue
+        parent = PARENT.get(name)
+        if parent is not None:
+            wanted = suggested.get(parent)
+            if wanted is None or (final[parent] or "").casefold() != wanted.label.casefold():
+                # Voted among tickets of the suggested parent: under another one it means something else.
+                plan.skipped[name] = (f"suggested under {parent} {wanted.label}, but the request's {parent} is "
+                                      f"{final[parent]}" if wanted is not None and final[parent]
+                                      else f"no {parent} on the request to put it under")
+                continue
         entry_id, why = _entry_id(name, s.label, final, taxonomy, current.site)
         if entry_id is None:
             plan.skipped[name] = why
@@ -158,6 +168,19 @@ def _entry_id(name: str, label: str, final: dict[str, str | None], taxonomy: Tax
     if entry is None:
         return None, f"{label} is not in the tenant's taxonomy"
     return entry.id, ""
+
+
+def refused_field(plan: WritePlan, messages: list[dict]) -> str | None:
+    """The planned field an SDP refusal names (``messages[].field`` or ``messages[].fields``), or the nearest
+    planned field above one it names: a 4012 "subcategory is mandatory" refuses the category we sent without one.
+    None when the refusal names no planned field."""
+    named = [m.get("field") for m in messages] + [f for m in messages for f in (m.get("fields") or [])]
+    for name in named:
+        while name is not None:
+            if name in plan.fields:
+                return name
+            name = PARENT.get(name)
+    return None
 
 
 def verify(plan: WritePlan, answered: Ticket) -> tuple[list[FieldWrite], dict[str, str]]:

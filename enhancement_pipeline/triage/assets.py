@@ -273,10 +273,12 @@ def build_triage_calibration(tenant: Tenant) -> dg.AssetsDefinition:
             rows = conn.execute(_LABELLED, (tenant_id, CALIBRATION_SAMPLE)).fetchall()
             training = conn.execute(_TRAINING, (tenant_id, MAX_TRAINING)).fetchall()
             encoder = load_encoder() if has_embeddings(conn) else None
-            method = "hybrid" if encoder is not None else "lexical"
-            trained = time.perf_counter()
-            models, scores = train_models(training, rows)
-            trained = time.perf_counter() - trained
+        method = "hybrid" if encoder is not None else "lexical"
+        # Trained with no connection held: minutes on a large history must not keep a transaction open.
+        trained = time.perf_counter()
+        models, scores = train_models(training, rows)
+        trained = time.perf_counter() - trained
+        with postgres.connection() as conn:
             for i, (ticket_id, subject, description, *labels) in enumerate(rows):
                 _, near = find_similar_and_neighbours(conn, tenant_id, embedding_text(subject, description), 1,
                                                       neighbours=NEIGHBOURS, encoder=encoder, method=method,

@@ -1,7 +1,8 @@
 """Fitting a tenant's triage confidence curves on its own history (the ``<tenant>/triage_calibration`` asset).
 
 Each sampled resolved ticket with labels is asked as if it were new: the production search finds its
-neighbours (itself left out), they vote (``classify.vote``), and the vote's share is paired with whether the
+neighbours (itself left out), they vote (``classify.vote``), blended with the tenant's classifier where it has
+one (scored by a classifier trained without the ticket), and the winner's share is paired with whether the
 winner is the ticket's own label. Per field, an isotonic regression (scikit-learn) of "right" on the share is
 the curve, read off every 0.05 of share so it stays a short list of knots; its quality is reported as the
 expected calibration error on the half of the sample it was not fitted on (the stored curve is then fitted on

@@ -233,6 +233,11 @@ def _explain_blend(field: str, v: Vote, label: str) -> str:
     return f"the classifier and {support} of {v.voters} similar resolved tickets"
 
 
+def ancestors(field: str) -> list[str]:
+    """The fields above ``field``, nearest first: ``["subcategory", "category"]`` for an item."""
+    return _ancestors(field)
+
+
 def _ancestors(field: str) -> list[str]:
     chain = []
     while field in PARENT:

@@ -58,21 +58,34 @@ def suggest_triage(context: dg.OpExecutionContext, ticket: Ticket, similar: Simi
     curves: dict = {}
     models: dict = {}
     model_errors: dict[str, str] = {}
+    model_scores: dict[str, dict[str, float]] = {}
     try:
         with postgres.connection() as conn:
+            # One snapshot: curves and models are replaced together, and must be read from the same fitting.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             taxonomy = load_taxonomy(conn, ticket.tenant_id)
             curves = load_calibration(conn, ticket.tenant_id)
             models, model_errors = load_models(conn, ticket.tenant_id)
-        # A curve fitted on blended shares is wrong for the vote alone: without its model, the shipped curve.
-        curves = {f: c for f, c in curves.items() if f not in model_errors}
+        text = embedding_text(ticket.subject, ticket.description)
+        for name, model in models.items():
+            if not text:
+                model_errors[name] = "no text to classify"
+                continue
+            try:
+                model_scores[name] = model.scores([text])[0]
+            except Exception as exc:  # a model that loads but cannot score must cost its field only
+                model_errors[name] = f"cannot score: {type(exc).__name__}: {exc}"[:300]
+        # A curve fitted on blended shares is wrong for the vote alone (and its children's curves were fitted under
+        # blend-chosen parents): without the model, the shipped curves.
+        unmatched = {f for f in classify.LABEL_FIELDS if f in model_errors
+                     or any(p in model_errors for p in classify.ancestors(f))}
+        curves = {f: c for f, c in curves.items() if f not in unmatched}
         if taxonomy is not None:
             source = f"sdp_taxonomy of {taxonomy.fetched_at:%Y-%m-%d %H:%M} UTC"
     except Exception as exc:  # triage is advice: a lost taxonomy read must not cost the note
         error = f"taxonomy unavailable: {type(exc).__name__}: {exc}"[:300]
         context.log.warning(f"{error}; suggesting nothing")
     if error is None:
-        text = embedding_text(ticket.subject, ticket.description)
-        model_scores = {f: m.scores([text])[0] for f, m in models.items()} if text else {}
         suggestions = classify.suggest(similar.neighbours, allowed=allowed_by(taxonomy), min_confidence=threshold,
                                        calibration={f: curve for f, (curve, _) in curves.items()},
                                        model_scores=model_scores)
@@ -90,7 +103,7 @@ def suggest_triage(context: dg.OpExecutionContext, ticket: Ticket, similar: Simi
     metadata: dict = {"taxonomy": source, "min_confidence": threshold, "neighbours": len(similar.neighbours),
                       "calibration": ", ".join(f"{f} (tenant's, {n} tickets)" for f, (_, n) in curves.items())
                                      + ("; " if curves else "") + "shipped curve for the other fields",
-                      "classifiers": ", ".join(f"{f} ({m.samples:,} tickets)" for f, m in models.items()) or "none",
+                      "classifiers": ", ".join(f"{f} ({models[f].samples:,} tickets)" for f in model_scores) or "none",
                       "classifier_errors": "; ".join(f"{f}: {e}" for f, e in model_errors.items()) or "none",
                       "error": error or "", "ms": round((time.perf_counter() - started) * 1000, 1)}
     for f in fields:
@@ -239,9 +252,7 @@ def write_suggestions(ticket: Ticket, triage: TriageSuggestions, sdp: ServiceDes
                 try:
                     answer = client.update_request(ticket.ticket_id, plan.body())
                 except SdpError as exc:
-                    refused = next((m.get("field") for m in exc.messages if m.get("field") in plan.fields), None)
-                    refused = refused or next((f for m in exc.messages for f in (m.get("fields") or [])
-                                               if f in plan.fields), None)
+                    refused = apply.refused_field(plan, exc.messages)
                     if write_may_have_happened(exc):
                         reason = f"outcome unknown (SDP may have stored it): {exc}"[:300]
                     else:

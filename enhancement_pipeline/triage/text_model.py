@@ -10,8 +10,10 @@ blends, chosen on the calibration split).
 
 The model is scikit-learn's TF-IDF (words and word pairs, sublinear term frequency, terms in at least two
 tickets, at most ``MAX_FEATURES``) and a logistic regression (C=10): the benchmark's baseline, trained per tenant
-by ``<tenant>/triage_calibration`` on its labelled resolved tickets (the calibration sample left out, so that its
-curve is fitted on tickets the model has not seen) and stored in ``triage_models`` (sql/0012) as pickled bytes.
+by ``<tenant>/triage_calibration`` on all its labelled resolved tickets (its calibration sample is scored by
+models trained without it, in folds, so that the curve is fitted on tickets the scoring model had not seen) and
+stored in ``triage_models`` (sql/0012) as pickled bytes with the scikit-learn version that wrote them (another
+version's model is not used).
 Pickle because that is how scikit-learn persists a fitted pipeline; the bytes are only ever read from the
 project's own table, written by its own asset.
 """

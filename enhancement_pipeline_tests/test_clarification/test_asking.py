@@ -104,3 +104,15 @@ def test_a_refused_post_may_be_asked_later_but_an_unknown_one_never_again(db, sd
     assert step_metadata(run_enhance(asking(resources), TENANT, stalled), "ask_requester")["status"] == "unknown"
     assert step_metadata(run_enhance(asking(resources), TENANT, stalled), "ask_requester")["status"] == "already"
     assert len(visible(sdp_state, stalled)) == 1  # SDP stored the first; nobody sent a second
+
+
+def test_no_question_reaches_the_requester_when_the_technicians_note_could_not_be_posted(db, sdp_state, resources):
+    ticket = vague(sdp_state)
+    # SDP refuses the key on the notes endpoint: the private note fails for good, and the run with it.
+    sdp_state.faults.append(Fault(match=rf"^POST /api/v3/requests/{ticket}/notes$", status=401, sdp_code=4022,
+                                  times=10))
+    result = run_enhance(asking(resources), TENANT, ticket)
+    assert not result.success
+    assert "ask_requester" not in {e.step_key for e in result.all_events if e.event_type_value == "STEP_SUCCESS"}
+    assert sdp_state.notes[ticket] == []
+    assert db.execute("SELECT count(*) FROM requester_questions").fetchone()[0] == 0

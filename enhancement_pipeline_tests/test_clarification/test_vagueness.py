@@ -18,6 +18,8 @@ from enhancement_pipeline_tests.helpers import output_of, run_enhance, step_meta
     ("Issue", "Hi team, we have an issue again, please check urgently. Regards"),
     ("Error", "Getting an error, can you look at it? Thanks"),
     ("Problem with system", "The system has a problem again since today, please fix it."),
+    ("Outlook", "It's broken and I'm annoyed. Help"),  # apostrophes are no quoted error message
+    ("Laptop", "following up on my laptop issue"),  # "following" is no evidence
 ])
 def test_tickets_nobody_could_start_on_are_vague(subject, description):
     verdict = assess(subject, description)

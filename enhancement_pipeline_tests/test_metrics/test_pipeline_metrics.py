@@ -36,15 +36,16 @@ def test_the_figures_of_a_window():
              note("5", None), note("6", -5.0)]  # creation time unknown; SDP's clock ahead of ours
     runs = [RunRow("1", "SUCCESS", {}), RunRow("7", "FAILURE", {FAILURE_TAG: "ticket_not_found"}),
             RunRow("8", "FAILURE", {}), RunRow("8", "STARTED", {"dagster/retry_number": "1"}),
-            RunRow("9", "QUEUED", {})]
-    figures = summarize(TENANT, NOW, 24, notes, runs, claimed=["1", "2", "7", "8", "9"], failure_tag=FAILURE_TAG)
+            RunRow("9", "QUEUED", {}), RunRow("10", "SUCCESS", {})]  # 10: a shadow-mode run, no note posted
+    figures = summarize(TENANT, NOW, 24, notes, runs, claimed=["1", "2", "7", "8", "9", "10"],
+                        failure_tag=FAILURE_TAG)
     assert (figures.notes_posted, figures.notes_posted_last_hour, figures.notes_llm) == (6, 5, 4)
     assert figures.deterministic_reasons == {"daily token budget spent": 1, "LLM failed": 1}
     assert figures.deterministic_share == pytest.approx(2 / 6)
     # Waits of 2, 3, 4 and 30 s: the nearest-rank median is 3, the p95 the slowest.
     assert (figures.seconds_to_note_p50, figures.seconds_to_note_p95) == (3.0, 30.0)
     assert (figures.llm_prompt_tokens, figures.llm_completion_tokens) == (6000, 1200)
-    assert figures.runs_by_status == {"FAILURE": 2, "QUEUED": 1, "STARTED": 1, "SUCCESS": 1}
+    assert figures.runs_by_status == {"FAILURE": 2, "QUEUED": 1, "STARTED": 1, "SUCCESS": 2}
     assert (figures.runs_failed, figures.runs_failed_for_good, figures.runs_retried) == (2, 1, 1)
     assert figures.tickets_waiting == 2  # 8 (being retried) and 9 (queued); 7 will never get one
 

@@ -33,7 +33,8 @@ TAXONOMY = Taxonomy(
     fetched_at=datetime(2026, 12, 1, tzinfo=UTC),
     categories=[Category(id="1", name="Hardware", subcategories=[
         Subcategory(id="11", name="Printer", items=[Item(id="111", name="Laser printer")])]),
-        Category(id="2", name="Network", subcategories=[Subcategory(id="21", name="Connectivity")])],
+        Category(id="2", name="Network", subcategories=[Subcategory(id="21", name="Connectivity"),
+                                                        Subcategory(id="22", name="Printer")])],
     priorities=[Priority(id="5", name="High"), Priority(id="6", name="Low")],
     support_groups=[SupportGroup(id="81", name="Network", site=Ref(id="71", name="Leeds")),
                     SupportGroup(id="82", name="Network", site=Ref(id="72", name="Boston")),
@@ -74,8 +75,8 @@ def test_a_value_already_set_is_never_overwritten_even_with_the_same_name():
     assert plan.fields == ["group"]
     assert plan.skipped["category"] == "already set to Network: never overwritten"
     assert plan.skipped["priority"] == "already set to high (the suggestion): never overwritten"
-    # The subcategory belongs under Hardware, not the Network a person chose.
-    assert plan.skipped["subcategory"] == "not a subcategory of Network in the taxonomy"
+    # The subcategory was voted under Hardware: Network's "Printer" (it has one too) is another thing.
+    assert plan.skipped["subcategory"] == "suggested under category Hardware, but the request's category is Network"
     assert plan.skipped["item"] == "no subcategory on the request to put it under"
 
 
@@ -241,6 +242,17 @@ def test_sdp_refusing_the_priority_costs_only_the_priority(stored_taxonomy, sdp_
     assert meta["puts"] == 2 and meta["fields_set"] == 4
     assert "priority: SDP refused it: HTTP 403, SDP 4002: Cannot give value for priority" in meta["not_written"]
     assert not out.get("priority").applied and out.get("group").applied
+
+
+def test_a_mandatory_subcategory_refusal_costs_the_category_only(stored_taxonomy, sdp_state, resources):
+    sdp_state.taxonomy.subcategory_mandatory = True  # SDP answers 4012 on "subcategory" for a bare category
+    t = _ticket(sdp_state, site="Boston")
+    labels = {k: v for k, v in CONFIDENT.items() if k not in ("subcategory", "item")}
+    out, meta = _apply_op(resources, suggestions(**labels), t)
+    stored = sdp_state.requests[t.ticket_id]
+    assert stored["category"] is None
+    assert (stored["priority"]["name"], stored["group"]["name"]) == ("High", "Desktop Support")
+    assert meta["puts"] == 2 and "category: SDP refused it: HTTP 400, SDP 4012" in meta["not_written"]
 
 
 def test_a_group_deleted_since_the_taxonomy_was_read_is_refused_and_the_rest_written(
