@@ -5,10 +5,11 @@
 CREATE TABLE IF NOT EXISTS triage_models (
     tenant_id   text        NOT NULL,
     field       text        NOT NULL,
-    model       bytea       NOT NULL,              -- pickled scikit-learn pipeline (TF-IDF + logistic regression)
+    model       bytea       NOT NULL,              -- numpy arrays (np.savez_compressed): TF-IDF terms and idf,
+                                                   -- logistic-regression coefficients, labels
     samples     integer     NOT NULL,              -- labelled tickets it was trained on
     labels      integer     NOT NULL,              -- classes it knows
-    sklearn     text        NOT NULL,              -- scikit-learn version that wrote it
+    sklearn     text        NOT NULL,              -- scikit-learn version that trained it (for the record)
     fitted_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, field)
 );

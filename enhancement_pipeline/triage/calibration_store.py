@@ -17,7 +17,7 @@ from enhancement_pipeline.triage.text_model import TextModel
 
 log = logging.getLogger(__name__)
 MODEL_CACHE_SIZE = 32
-"""Fitted models a process keeps (tenant x field); a TF-IDF model is a few MB to a few tens of MB."""
+"""Fitted models a process keeps (tenant x field); one is a few MB (its vocabulary and coefficients)."""
 _cache: OrderedDict[tuple[str, str], tuple[object, TextModel]] = OrderedDict()
 _cache_lock = threading.Lock()
 
@@ -53,20 +53,13 @@ def save_models(conn: psycopg.Connection, tenant_id: str, models: Iterable[TextM
 
 
 def load_models(conn: psycopg.Connection, tenant_id: str) -> tuple[dict[str, TextModel], dict[str, str]]:
-    """The tenant's models by field, and for each stored one that could not be read (or was written by another
-    scikit-learn), why (its curve must then not be used: it was fitted on blended shares). A model is read from the
-    table once per process and fitting; a run asks only for the fitting times (one small query)."""
-    import sklearn
-
-    rows = conn.execute("SELECT field, fitted_at, samples, sklearn FROM triage_models WHERE tenant_id = %s",
+    """The tenant's models by field, and for each stored one that could not be read, why (its curve must then not
+    be used: it was fitted on blended shares). A model is read from the table once per process and fitting; a run
+    asks only for the fitting times (one small query)."""
+    rows = conn.execute("SELECT field, fitted_at, samples FROM triage_models WHERE tenant_id = %s",
                         (tenant_id,)).fetchall()
     models, errors = {}, {}
-    for field, fitted_at, samples, written_by in rows:
-        if written_by != sklearn.__version__:
-            # scikit-learn reads its pickles only in the version that wrote them (it warns, then may mispredict).
-            errors[field] = (f"written by scikit-learn {written_by}, this process has {sklearn.__version__}: "
-                             "materialize triage_calibration to refit")
-            continue
+    for field, fitted_at, samples in rows:
         key = (tenant_id, field)
         with _cache_lock:
             cached = _cache.get(key)

@@ -48,12 +48,41 @@ def test_a_model_trained_on_real_tickets_beats_the_majority_label(labelled, mode
     assert all(abs(sum(s.values()) - 1) < 1e-6 for s in model.scores([test[0][0], "printer jam"]))
 
 
-def test_a_model_survives_the_round_trip_through_bytes(model):
-    again = TextModel.from_bytes("category", model.to_bytes(), model.samples)
-    assert again.scores(["Outlook keeps asking for my password"]) == model.scores(["Outlook keeps asking for my "
-                                                                                   "password"])
+def test_numpy_scores_what_scikit_learns_pipeline_predicts(labelled, model):
+    """The runs score without scikit-learn: the same tokens, weights and softmax as its predict_proba."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from enhancement_pipeline.triage.text_model import MAX_FEATURES
+
+    train, test = labelled
+    reference = make_pipeline(TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2,
+                                              max_features=MAX_FEATURES),
+                              LogisticRegression(C=10.0, max_iter=2000))
+    reference.fit([t for t, _, _ in train], [y for _, y, _ in train])
+    texts = [t for t, _, _ in test[:50]] + ["Outlook keeps asking for my password", "", "zzz qqq"]
+    ours = model.scores(texts)
+    for row, theirs in zip(ours, reference.predict_proba(texts), strict=True):
+        assert [row[label] for label in reference.classes_] == pytest.approx(list(theirs), abs=1e-4)
+
+
+def test_two_labels_score_as_scikit_learns_binary_model():
+    texts = [f"printer {i} paper jam" for i in range(120)] + [f"vpn {i} tunnel drops" for i in range(120)]
+    labels = ["Hardware"] * 120 + ["Network"] * 120
+    model = TextModel.fit("category", texts, labels)
+    assert model.coef.shape[0] == 1
+    hardware = model.scores(["the printer has a paper jam"])[0]
+    assert hardware["Hardware"] > 0.9 and abs(sum(hardware.values()) - 1) < 1e-9
+
+
+def test_a_model_survives_the_round_trip_through_bytes_without_pickle(model):
+    data = model.to_bytes()
+    again = TextModel.from_bytes("category", data, model.samples)
+    text = ["Outlook keeps asking for my password"]
+    assert again.scores(text) == model.scores(text) and again.labels == model.labels
     with pytest.raises(ValueError, match="cannot be read"):
-        TextModel.from_bytes("category", b"not a pickle", 1)
+        TextModel.from_bytes("category", b"not a model", 1)
 
 
 def test_too_few_tickets_or_one_label_train_nothing():
@@ -125,21 +154,20 @@ def test_the_run_reads_the_tenants_model_and_its_curve_together(db, resources, m
     assert "classifier" not in triage.get("category").reason
 
 
-class _CannotPredict:
-    """A stored pipeline that loads but fails when asked (as one pickled by another scikit-learn can)."""
+def _inconsistent() -> TextModel:
+    """A stored model whose arrays do not hold together: coefficients for one term of its two."""
+    import numpy as np
 
-    classes_ = ("Email", "Network")
-
-    def predict_proba(self, texts):
-        raise AttributeError("'LogisticRegression' object has no attribute 'multi_class'")
+    return TextModel("category", {"outlook": 0, "password": 1}, np.ones(2, dtype=np.float32),
+                     np.ones((3, 1), dtype=np.float32), np.zeros(3, dtype=np.float32), ("Email", "Network", "X"), 300)
 
 
-def test_a_model_that_cannot_score_costs_its_field_only(db, resources):
+def test_a_model_that_does_not_hold_together_costs_its_field_only(db, resources):
     identity = classify.Calibration(((0.0, 0.0), (1.0, 0.99)))
     with db.transaction():
         save_calibration(db, "acme", [FieldFit("category", identity, 500, 0.8, 0.02)])
-        save_models(db, "acme", [TextModel("category", _CannotPredict(), 300)])
+        save_models(db, "acme", [_inconsistent()])
     triage, meta = _suggest(db, resources)
-    assert triage.error is None and "category: cannot score: AttributeError" in meta["classifier_errors"]
+    assert triage.error is None and "category: stored category model is inconsistent" in meta["classifier_errors"]
     assert meta["classifiers"] == "none" and meta["calibration"].startswith("shipped curve")
     assert triage.get("category").label in (None, "Network", "Email")  # the vote alone, on the shipped curve
