@@ -161,6 +161,8 @@ class Note(BaseModel):
                                      "(``clarification.vagueness``); None when it is not.")
     questions: list[str] = Field(default_factory=list, description="What the note asks the technician to ask the "
                                  "requester of a vague ticket.")
+    reply_draft: str | None = Field(default=None, description="The suggested reply to the requester as the note "
+                                    "shows it (``clarification.reply``); None without one.")
     shadow: bool = False
 
     @property

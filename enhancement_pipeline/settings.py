@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     notes_keep_ip_addresses: bool = Field(True, description="Send IP addresses to the LLM (false: placeholders).")
     notes_keep_hostnames: bool = Field(True, description="Send hostnames to the LLM (false: placeholders).")
     notes_ask_requester: bool = Field(False, description="Post a vague ticket's questions to its requester too.")
+    notes_reply_draft: Literal["off", "formal", "friendly"] = Field(
+        "off", description="A suggested reply to the requester in the note, in this tone; off: none.")
     phone_region: str = Field("US", description="Region of national phone formats to redact; '' for '+' only.")
     triage_rules_file: Path | None = Field(None, description="The tenant's routing and escalation rules (YAML, "
                                                              "triage/rules.py); unset: no rules.")

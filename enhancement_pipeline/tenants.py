@@ -23,6 +23,7 @@
           keep_hostnames: true
           phone_region: US                      # national phone formats to redact (ISO 3166); null: "+" only
           ask_requester: false                  # true: post a vague ticket's questions to its requester too
+          reply_draft: off                      # formal / friendly: a suggested reply to the requester
         triage:
           min_confidence: 0.6                   # below it a field gets no suggestion (calibrated probability)
           mode: suggest                         # or apply: also write confident suggestions into empty fields
@@ -101,6 +102,9 @@ class NotesSettings(BaseModel):
     ask_requester: bool = False
     """Also post a vague ticket's questions to its requester (a requester-visible note, at most once per ticket;
     never for a VIP requester or a ticket a technician already works: ``clarification/``)."""
+    reply_draft: Literal["off", "formal", "friendly"] = "off"
+    """A "Suggested reply to the requester" in the note, in the requester's language and this tone, written by the
+    model and checked (``clarification/reply.py``); ``off``: none."""
 
 
 class TriageSettings(BaseModel):
@@ -190,7 +194,8 @@ def tenant_from_settings(settings: Settings) -> Tenant:
         notes=NotesSettings(shadow_mode=settings.notes_shadow_mode, daily_token_budget=settings.llm_daily_token_budget,
                             keep_ip_addresses=settings.notes_keep_ip_addresses,
                             keep_hostnames=settings.notes_keep_hostnames, phone_region=settings.phone_region or None,
-                            ask_requester=settings.notes_ask_requester),
+                            ask_requester=settings.notes_ask_requester,
+                            reply_draft=settings.notes_reply_draft),
         triage=TriageSettings(rules_file=settings.triage_rules_file, mode=settings.triage_mode,
                               apply_min_confidence=settings.triage_apply_min_confidence),
     )

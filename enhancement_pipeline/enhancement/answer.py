@@ -77,13 +77,14 @@ def _enum(name: str, values: list[str]) -> Any:
 
 
 def answer_model(similar: SimilarTicketsContext, knowledge: KnowledgeContext,
-                 inventory: InventoryContext) -> type[BaseModel]:
+                 inventory: InventoryContext, *, reply: bool = False) -> type[BaseModel]:
     """The pydantic model of the answer for one ticket's context (its JSON schema goes to the model).
 
     Fields, in order: ``similar_tickets`` (``ticket_id``, ``why_it_matches``, ``fix``), ``knowledge_articles``
     (``article_id``, ``why_it_applies``), ``systems`` (``ip_address``, ``relevance``) and ``next_steps``
     (``step``, ``relies_on``); a section's field is absent when the context has nothing for it. Ids are the
-    context's own strings; enum values keep their order so the schema is stable for one context.
+    context's own strings; enum values keep their order so the schema is stable for one context. With ``reply``,
+    also ``reply_to_requester`` (the draft ``clarification.reply`` checks).
     """
     ticket_ids = list(dict.fromkeys(t.ticket_id for t in similar.items))
     article_ids = list(dict.fromkeys(a.article_id for a in knowledge.items))
@@ -123,6 +124,9 @@ def answer_model(similar: SimilarTicketsContext, knowledge: KnowledgeContext,
         relies_on=(list[_enum("CitedId", relies)] if relies else list[str], NextStep.model_fields["relies_on"]))
     fields["next_steps"] = (list[step], Field(  # type: ignore[valid-type]
         default=[], description="2 to 5 recommended next steps, most useful first."))
+    if reply:
+        fields["reply_to_requester"] = (str, Field(default="", description="A reply the technician can send the "
+                                                   "requester (see the rules); empty if none fits."))
     normal = _Normaliser(set(ticket_ids), set(article_ids))
     return create_model("TicketNote", __base__=_Strict, __validators__={"_ids": normal.validator()}, **fields)
 
@@ -181,4 +185,4 @@ class _Normaliser:
 
 def empty_answer(model: type[BaseModel]) -> BaseModel:
     """An answer with every section empty (what a refusal or an unusable answer leaves)."""
-    return model.model_validate({name: [] for name in model.model_fields})
+    return model.model_validate({name: [] for name in model.model_fields if name != "reply_to_requester"})

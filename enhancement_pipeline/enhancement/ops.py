@@ -220,7 +220,8 @@ def synthesize_note(context: dg.OpExecutionContext, ticket: Ticket, similar: Sim
         ticket, similar, knowledge, inventory, complete=complete, no_model_reason=reason, triage=triage,
         request_url=lambda ticket_id: sdp.request_url(ticket.tenant_id, ticket_id),
         privacy=policy.privacy,
-        shadow=policy.shadow_mode, cost_usd=llm.cost_usd)
+        shadow=policy.shadow_mode, cost_usd=llm.cost_usd,
+        reply_tone=policy.reply_draft if policy.reply_draft != "off" else None)
     tokens = note.prompt_tokens + note.completion_tokens
     used_today = notes.record_tokens(ticket.tenant_id, tokens) if tokens else budget.used
     # Only the redacted note goes into the event log: the UI and its database are not SDP.
@@ -234,6 +235,7 @@ def synthesize_note(context: dg.OpExecutionContext, ticket: Ticket, similar: Sim
         "daily_token_budget": budget.budget if budget.budget is not None else "none",
         "ungrounded_removed": note.removed_total, "removed_by_reason": _counts(note.removed),
         "vague": note.vague_reason or "no", "questions": len(note.questions),
+        "reply_draft": ("yes" if note.reply_draft else "none") if policy.reply_draft != "off" else "off",
         "reshaped": _counts(note.reshaped), "redacted_values": _counts(note.redactions),
         "ms": round((time.perf_counter() - started) * 1000, 1),
         "note": dg.MetadataValue.md(note.redacted_markdown),

@@ -34,6 +34,7 @@ class TenantNotePolicy(dg.Config):
     keep_hostnames: bool = True
     phone_region: str | None = "US"
     ask_requester: bool = False
+    reply_draft: str = "off"
     triage_min_confidence: float = 0.6
     triage_storm_min_tickets: int = 5
     triage_rules_file: str | None = None

@@ -13,7 +13,7 @@ from typing import Any
 from enhancement_pipeline.enhancement.injection import addresses_a_model
 from enhancement_pipeline.models import InventoryContext, KnowledgeContext, SimilarTicketsContext, Ticket
 
-PROMPT_VERSION = "v4"
+PROMPT_VERSION = "v5"
 """Bump on any change to the prompt or to what the model is shown; every run carries it as a tag."""
 MAX_NOTE_WORDS = 500
 SECTION_TITLES = ("Similar resolved tickets", "Knowledge base articles", "Systems involved",
@@ -101,18 +101,19 @@ def prompt_data(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowl
     return ticket_data, context
 
 
-def build_messages(ticket_data: dict[str, Any], context: dict[str, Any], *, structured: bool = False
-                   ) -> list[dict[str, str]]:
+def build_messages(ticket_data: dict[str, Any], context: dict[str, Any], *, structured: bool = False,
+                   reply_rule: str | None = None) -> list[dict[str, str]]:
     """OpenAI chat messages (system + user) for one ticket, from ``prompt_data``'s output: the Markdown
-    prompt, or with ``structured`` the prompt for a structured answer.
+    prompt, or with ``structured`` the prompt for a structured answer (with ``reply_rule``, the rule for its
+    reply draft appended: ``clarification.reply.reply_instruction``).
 
     The data is JSON with ``<``, ``>`` and ``&`` escaped, so no text inside it can close the ``<ticket>`` or
     ``<context>`` tag it is delimited by or open a fake one.
     """
     ask = "Fill in the note's facts for this ticket." if structured else "Write the note for this ticket."
     user = f"<ticket>\n{_data_json(ticket_data)}\n</ticket>\n<context>\n{_data_json(context)}\n</context>\n{ask}"
-    return [{"role": "system", "content": STRUCTURED_PROMPT if structured else SYSTEM_PROMPT},
-            {"role": "user", "content": user}]
+    system = STRUCTURED_PROMPT + (f"\n{reply_rule}" if reply_rule else "") if structured else SYSTEM_PROMPT
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def json_object_messages(messages: list[dict[str, str]], schema: dict[str, Any]) -> list[dict[str, str]]:

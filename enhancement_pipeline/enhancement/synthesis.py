@@ -24,9 +24,10 @@ from dataclasses import dataclass
 import openai
 
 from enhancement_pipeline.clarification.questions import clarification_block, questions_for
+from enhancement_pipeline.clarification.reply import clean_reply, reply_block, reply_instruction
 from enhancement_pipeline.clarification.vagueness import assess
 from enhancement_pipeline.enhancement.answer import answer_model, strict_schema
-from enhancement_pipeline.enhancement.answer_checks import Seen, markdown_unit_check
+from enhancement_pipeline.enhancement.answer_checks import Seen, markdown_unit_check, text_problems
 from enhancement_pipeline.enhancement.answer_render import removal_line, render_answer
 from enhancement_pipeline.enhancement.grounding import IP_LIKE, Grounds, ground, mentioned_urls
 from enhancement_pipeline.enhancement.injection import suspicious_spans
@@ -76,7 +77,7 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
                request_url: Callable[[str], str], no_model_reason: str = "no LLM key configured",
                privacy: Privacy = Privacy(), shadow: bool = False,
                cost_usd: Callable[[int, int], float] = lambda prompt, completion: 0.0,
-               triage: TriageSuggestions | None = None) -> Note:
+               triage: TriageSuggestions | None = None, reply_tone: str | None = None) -> Note:
     """The note for ``ticket``.
 
     ``complete`` is the LLM call (``LlmResource.answer``), None when the model may not be used
@@ -84,6 +85,8 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
     usable answer falls back to the deterministic note with the reason in the note and in
     ``Note.fallback_reason``. ``request_url(ticket_id)`` is a ticket's SDP page; ``cost_usd(prompt_tokens,
     completion_tokens)`` prices a completion. ``triage`` (``suggest_triage``'s) opens the note with its line.
+    ``reply_tone`` (``formal`` / ``friendly``; None: no draft): a structured answer also drafts a reply to the
+    requester, checked by ``clarification.reply`` and shown after the sections.
     """
     redactor = privacy.redactor(ticket, hosts=[s.hostname for s in inventory.items if s.hostname],
                                 keep=[ticket.ticket_id, ticket.display_id or "", *(t.ticket_id for t in similar.items)])
@@ -107,6 +110,7 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
     clarification = clarification_block(assessment, questions)
     details = "\n\n".join(x for x in (triage_line, clarification, _details(ticket, redactor, privacy)) if x) or None
     removed: Counter = Counter()
+    reply: str | None = None
     arranged = Arranged(markdown="")
     if len(thin) == 3:
         thin_body = redactor.redact(escape_markdown(thin_note(similar, knowledge, inventory)))
@@ -117,7 +121,7 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
             reason = no_model_reason
         else:
             try:
-                completion = complete(_note_request(data))
+                completion = complete(_note_request(data, reply_tone))
                 usage = (completion.prompt_tokens, completion.completion_tokens, completion.attempts)
                 steps = list(completion.steps)
                 reason = _unusable(completion)
@@ -135,9 +139,17 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
                                      thin, grounds, seen)
             removed.update(rendered.removed)
             arranged = Arranged(markdown="", changes=rendered.reshaped)
+            if reply_tone:
+                reply, reply_removed = clean_reply(
+                    getattr(completion.answer, "reply_to_requester", None),
+                    [h.hostname for h in data.inventory.items if h.hostname],
+                    also=lambda sentence: next(iter(text_problems(sentence, grounds, seen)), None))
+                removed.update(reply_removed)
             line = removal_line(removed)
             # Each its own paragraph: adjacent lines would run together in the posted HTML.
             body = render_sections(rendered.sections, "\n\n".join(x for x in (details, line) if x).splitlines() or None)
+            if reply:
+                body = f"{body}\n\n{reply_block(reply)}"
         elif completion is not None:
             grounded = ground(normalise_headings(completion.text), grounds,
                               extra=markdown_unit_check(grounds, seen, removed))
@@ -172,6 +184,7 @@ def synthesize(ticket: Ticket, similar: SimilarTicketsContext, knowledge: Knowle
         reshaped=dict(arranged.changes), redactions=redactor.counts, shadow=shadow,
         answer_path=completion.rung if completion else None, llm_steps=steps,
         vague_reason=assessment.reason if assessment.vague else None, questions=questions,
+        reply_draft=restore_markdown(redactor, reply) if reply else None,
     )
 
 
@@ -189,12 +202,14 @@ def _details(ticket: Ticket, redactor: Redactor, privacy: Privacy) -> str | None
                         withheld=withheld)
 
 
-def _note_request(data: _Redacted) -> NoteRequest:
+def _note_request(data: _Redacted, reply_tone: str | None = None) -> NoteRequest:
     """The LLM request for one ticket: the structured prompt with the ticket's answer model, the same with the
-    schema in the prompt (``json_object``), and the Markdown prompt."""
-    answer_type = answer_model(data.similar, data.knowledge, data.inventory)
+    schema in the prompt (``json_object``), and the Markdown prompt; with ``reply_tone``, the structured ones
+    also ask for a reply draft."""
+    answer_type = answer_model(data.similar, data.knowledge, data.inventory, reply=bool(reply_tone))
     ticket_data, context = prompt_data(data.ticket, data.similar, data.knowledge, data.inventory)
-    messages = build_messages(ticket_data, context, structured=True)
+    messages = build_messages(ticket_data, context, structured=True,
+                              reply_rule=reply_instruction(reply_tone) if reply_tone else None)
     return NoteRequest(messages=messages, answer_type=answer_type,
                        markdown_messages=build_messages(ticket_data, context),
                        json_object_messages=json_object_messages(messages, strict_schema(answer_type)),

@@ -168,7 +168,7 @@ def write_tenants_file(history: list[ArticleTicket], sdp_url: str, apply_sdp_url
     tenants = [
         {"tenant_id": TENANT, "name": "Demo MSP's first customer (triage: suggest)", "history_start_date": first,
          "inventory_dir": str(DEMO_ROOT / "inventory"), "sdp": {"base_url": sdp_url, **sdp},
-         "kb": {"base_url": kb_url}},
+         "kb": {"base_url": kb_url}, "notes": {"reply_draft": "friendly"}},
         {"tenant_id": APPLY_TENANT, "name": "A second customer: empty fields filled, vague tickets' requesters asked",
          "history_start_date": first, "sdp": {"base_url": apply_sdp_url, **sdp}, "kb": {"base_url": kb_url},
          # Fields the tenant's rules set, and learned suggestions as confident as the note's (0.6): its dispatcher
@@ -698,7 +698,8 @@ def _report(instance, created, notes_for, ui_port, started, delivered: bool) -> 
     print(f"triage: a suggestion line on {sum('Suggested triage:' in x for x in texts)}/{len(texts)} notes, a "
           f"possible duplicate on {sum('Possible duplicate' in x for x in texts)}, a possible major incident on "
           f"{sum('Possible major incident' in x for x in texts)}; questions for the requester on "
-          f"{sum('Too vague to act on yet' in x for x in texts)} (too vague to act on)")
+          f"{sum('Too vague to act on yet' in x for x in texts)} (too vague to act on), a suggested reply to the "
+          f"requester on {sum('Suggested reply to the requester' in x for x in texts)}")
     print(f"demo took {time.monotonic() - started:.0f} s; logs in {_shown(DEMO_ROOT / 'logs')}")
     print(f"enhanced {enhanced}/{len(created)} tickets, notes posted {posted_total}, p50 {p50:.1f} s, p95 {p95:.1f} s")
     ok = enhanced == len(created) and posted_total == len(created) and delivered

@@ -135,6 +135,12 @@ def compose_answer(context: dict[str, Any], properties: set[str] | None = None) 
                       "relies_on": [f"KB:{articles[0]['article_id']}"]})
     steps.append({"step": "Record what worked in the resolution so the next ticket benefits.", "relies_on": []})
     answer["next_steps"] = steps
+    if "reply_to_requester" in properties:
+        # In English whatever the requester wrote: the simulator does not translate (a real model is asked to).
+        answer["reply_to_requester"] = (
+            "Hello, thank you for letting us know about this problem. We are looking into it now"
+            + (", starting with the fix that solved similar cases." if tickets else ".")
+            + " If you see an error message, please reply with its exact wording or a screenshot.")
     return answer
 
 
@@ -280,6 +286,8 @@ def create_app(state: LlmSimState) -> Starlette:
                 if answer.get("similar_tickets"):
                     answer["similar_tickets"][0]["fix"] += " " + order
                 answer["next_steps"].append({"step": order, "relies_on": []})
+                if "reply_to_requester" in answer:
+                    answer["reply_to_requester"] += " " + order
             return json.dumps(answer, ensure_ascii=False)
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             return "The context could not be read."
