@@ -23,7 +23,7 @@
           keep_hostnames: true
           phone_region: US                      # national phone formats to redact (ISO 3166); null: "+" only
           ask_requester: false                  # true: post a vague ticket's questions to its requester too
-          reply_draft: off                      # formal / friendly: a suggested reply to the requester
+          reply_draft: "off"                    # formal / friendly: a suggested reply to the requester
         triage:
           min_confidence: 0.6                   # below it a field gets no suggestion (calibrated probability)
           mode: suggest                         # or apply: also write confident suggestions into empty fields
@@ -105,6 +105,12 @@ class NotesSettings(BaseModel):
     reply_draft: Literal["off", "formal", "friendly"] = "off"
     """A "Suggested reply to the requester" in the note, in the requester's language and this tone, written by the
     model and checked (``clarification/reply.py``); ``off``: none."""
+
+    @field_validator("reply_draft", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        # YAML 1.1 (PyYAML) reads an unquoted off as false.
+        return "off" if value is False else value
 
 
 class TriageSettings(BaseModel):

@@ -75,3 +75,14 @@ def test_a_careless_draft_loses_what_it_must_not_say(db, sdp_state, llm_state, r
     assert note.removed["reply_internal"] == 1 and note.removed["reply_promise"] == 1
     assert note.removed["reply_placeholder"] == 1
     assert "EXCH01" not in note.markdown.split(REPLY_TITLE)[1]
+
+
+def test_an_unquoted_off_in_the_tenants_file_means_off(tmp_path):
+    from enhancement_pipeline.tenants import load_tenants_file
+
+    path = tmp_path / "tenants.yaml"
+    path.write_text("tenants:\n  - tenant_id: acme\n    sdp: {base_url: 'https://sdp.example'}\n"
+                    "    kb: {base_url: 'https://kb.example'}\n    notes: {reply_draft: off}\n")
+    tenant, = load_tenants_file(path)  # YAML reads the bare word as false
+    assert tenant.notes.reply_draft == "off"
+    assert TenantNotePolicy.for_tenant(tenant).reply_draft == "off"
