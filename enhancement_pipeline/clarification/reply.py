@@ -25,6 +25,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 
+from enhancement_pipeline.enhancement.redaction import PLACEHOLDER
 from enhancement_pipeline.enhancement.render import escape_markdown
 from enhancement_pipeline.triage.key_details import key_details
 
@@ -37,8 +38,7 @@ _SENTENCE = re.compile(r"(?<=[.!?。！？])\s+|\n+")
 _IP = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\b[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{0,4}){2,7}\b")
 _IDS = re.compile(r"#\s?\d{2,}|\bKB[:\s]?\d{3,}|\bKB:\S+|\b\d{6,}\b", re.I)
 _URL = re.compile(r"(?i)\b(?:https?://|www\.)\S+")
-_WITHHELD = re.compile(r"\[(?:SECRET|EMAIL|PHONE|IP|HOST)_\d+\]")
-_TEMPLATE_GAP = re.compile(r"\[(?!PERSON_\d+\])[^\]\n]{1,40}\]|\{[^}\n]{1,40}\}|<[^>\n]{1,40}>|\bX{2,}\b|_{3,}")
+_TEMPLATE_GAP = re.compile(r"\[[^\]\n]{1,40}\]|\{[^}\n]{1,40}\}|<[^>\n]{1,40}>|\bX{2,}\b|_{3,}")
 _PROMISE = re.compile(
     r"(?i)\b(?:guarantee[ds]?|promise[ds]?|definitely|certainly\s+(?:be|fix|resolve)|within\s+(?:the\s+next\s+)?"
     r"(?:\d+|an?|one|two|few)\s+(?:minutes?|hours?|days?|business\s+days?)|by\s+(?:today|tonight|tomorrow|"
@@ -76,11 +76,13 @@ def clean_reply(text: str | None, hostnames: Iterable[str] = (),
 
 
 def _problem(sentence: str, hosts: set[str]) -> str | None:
-    if _TEMPLATE_GAP.search(_WITHHELD.sub("", sentence)):
+    # The redaction's placeholders are no template gaps: restored in the posted note, they show a value.
+    if _TEMPLATE_GAP.search(PLACEHOLDER.sub("", sentence)):
         return "reply_placeholder"
     details = key_details(sentence, phone_region=None)
     lowered = sentence.lower()
-    if (_IP.search(sentence) or _IDS.search(sentence) or _URL.search(sentence) or _WITHHELD.search(sentence)
+    withheld = any(m.group(1) != "PERSON" for m in PLACEHOLDER.finditer(sentence))
+    if (_IP.search(sentence) or _IDS.search(sentence) or _URL.search(sentence) or withheld
             or details.hostnames or details.emails or details.ip_addresses or details.urls
             or any(h in lowered for h in hosts)):
         return "reply_internal"

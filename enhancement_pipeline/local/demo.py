@@ -51,6 +51,7 @@ from enhancement_pipeline.local.services import (
     free_port,
     stop_process_groups,
 )
+from enhancement_pipeline.metrics.figures import percentile
 from enhancement_pipeline.servicedesk.client import ServiceDeskClient
 from enhancement_pipeline.servicedesk.payloads import html_to_text
 from enhancement_pipeline.settings import PACKAGED_DATA_DIR, PROJECT_ROOT
@@ -693,7 +694,8 @@ def _report(instance, created, notes_for, ui_port, started, delivered: bool) -> 
     if ui_port:
         print(f"Dagster UI with this demo's runs: http://127.0.0.1:{ui_port} (Ctrl-C to stop)")
     p50 = statistics.median(latencies) if latencies else float("nan")
-    p95 = _percentile(latencies, 95)
+    p95 = percentile(latencies, 95)
+    p95 = float("nan") if p95 is None else p95
     texts = [html_to_text(n["description"]) for key in created for n in notes_for(key)]
     print(f"triage: a suggestion line on {sum('Suggested triage:' in x for x in texts)}/{len(texts)} notes, a "
           f"possible duplicate on {sum('Possible duplicate' in x for x in texts)}, a possible major incident on "
@@ -709,15 +711,6 @@ def _report(instance, created, notes_for, ui_port, started, delivered: bool) -> 
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM (StopSignals): the end of the wait, not a failure
             pass
     return 0 if ok else 1
-
-
-def _percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile (no interpolation): a value that was actually observed."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * pct // 100))
-    return ordered[int(rank) - 1]
 
 
 def _op_metadata(instance, run_id: str) -> dict:

@@ -130,10 +130,6 @@ def norm_name(name: str) -> str:
     return " ".join(str(name).split()).casefold()
 
 
-def _norm(name: str) -> str:
-    return " ".join(str(name).split()).casefold()
-
-
 @dataclass
 class SimTaxonomy:
     """A tenant's admin tables (see the module docstring) and the edition switches. Methods take ``lock``.
@@ -235,7 +231,7 @@ class SimTaxonomy:
             row = {"id": self.new_id(table, name), "name": name, "description": None, "deleted": False, **fields}
             self.tables[table].append(row)
             if self._index is not None:
-                self._index[table].setdefault(_norm(name), []).append(row)
+                self._index[table].setdefault(norm_name(name), []).append(row)
             return row
 
     def add_path(self, category: str, subcategory: str | None = None, item: str | None = None) -> dict[str, Any]:
@@ -318,15 +314,16 @@ class SimTaxonomy:
                 index: dict[str, dict[str, list[dict[str, Any]]]] = {t: {} for t in TABLES}
                 for t, rows in self.tables.items():
                     for r in rows:
-                        index[t].setdefault(_norm(r["name"]), []).append(r)
+                        index[t].setdefault(norm_name(r["name"]), []).append(r)
                 self._index = index
-            rows = self._index[table].get(_norm(name), [])
+            rows = self._index[table].get(norm_name(name), [])
             if parent is not None:
                 rows = [r for r in rows if (r.get(parent[0]) or {}).get("id") == parent[1]]
             live = [r for r in rows if not r.get("deleted")]
             candidates = live or (rows if include_deleted else [])
             if site is not None:
-                on_site = [r for r in candidates if _norm((r.get("site") or {}).get("name") or "") == _norm(site)]
+                wanted = norm_name(site)
+                on_site = [r for r in candidates if norm_name((r.get("site") or {}).get("name") or "") == wanted]
                 candidates = on_site or candidates
             return candidates[0] if candidates else None
 

@@ -33,12 +33,12 @@ from collections.abc import Iterable
 from pydantic import BaseModel, Field
 
 from enhancement_pipeline.models import Ticket
+from enhancement_pipeline.triage.classify import PARENT, ancestors
 from enhancement_pipeline.triage.suggestions import TriageSuggestions
 from enhancement_pipeline.triage.taxonomy import AmbiguousGroupError, Taxonomy
 
 APPLY_FIELDS = ("category", "subcategory", "item", "priority", "group")
 CHILDREN = {"category": ("subcategory", "item"), "subcategory": ("item",)}
-PARENT = {"subcategory": "category", "item": "subcategory"}
 APPLY_MIN_CONFIDENCE = 0.8
 """Default of a tenant's ``triage.apply_min_confidence``: the calibrated probability a suggestion needs before the
 pipeline writes it into SDP."""
@@ -114,7 +114,7 @@ def plan_writes(current: Ticket, triage: TriageSuggestions, taxonomy: Taxonomy |
         if s.confidence < min_confidence:
             plan.skipped[name] = f"confidence {s.confidence:.0%} below the tenant's {min_confidence:.0%} for writing"
             continue
-        parent = PARENT.get(name)
+        parent = PARENT.get(name)  # classify's: what a subcategory or item was voted under
         if parent is not None:
             wanted = suggested.get(parent)
             if wanted is None or (final[parent] or "").casefold() != wanted.label.casefold():
@@ -175,12 +175,7 @@ def refused_field(plan: WritePlan, messages: list[dict]) -> str | None:
     planned field above one it names: a 4012 "subcategory is mandatory" refuses the category we sent without one.
     None when the refusal names no planned field."""
     named = [m.get("field") for m in messages] + [f for m in messages for f in (m.get("fields") or [])]
-    for name in named:
-        while name is not None:
-            if name in plan.fields:
-                return name
-            name = PARENT.get(name)
-    return None
+    return next((f for name in named if name for f in (name, *ancestors(name)) if f in plan.fields), None)
 
 
 def verify(plan: WritePlan, answered: Ticket) -> tuple[list[FieldWrite], dict[str, str]]:

@@ -191,7 +191,7 @@ def suggest(neighbours: Sequence[Neighbour], *, allowed: Callable[[str, str, Map
         if parent is not None and parent not in chosen:
             out[name] = Suggestion(name, None, 0.0, f"no confident {parent}", "none")
             continue
-        within = {p: chosen[p] for p in _ancestors(name) if p in chosen}
+        within = {p: chosen[p] for p in ancestors(name) if p in chosen}
         test = None if allowed is None else (lambda label, f=name, w=dict(within): allowed(f, label, w))
         v = vote(neighbours, name, allowed=test, within=within or None)
         label, share, why = v.label, v.share, explain(name, v)
@@ -235,10 +235,6 @@ def _explain_blend(field: str, v: Vote, label: str) -> str:
 
 def ancestors(field: str) -> list[str]:
     """The fields above ``field``, nearest first: ``["subcategory", "category"]`` for an item."""
-    return _ancestors(field)
-
-
-def _ancestors(field: str) -> list[str]:
     chain = []
     while field in PARENT:
         field = PARENT[field]
